@@ -1,0 +1,187 @@
+"""Accuracy reports: JSON (everything), CSV (the per-class table) and one self-contained HTML page.
+
+The HTML page draws the confusion matrix as inline SVG, so it needs no plotting library and no external file.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+from ..atomic import atomic_output
+from ..errors import EngineError
+
+JSON_NAME = "metrics.json"
+CSV_NAME = "per_class.csv"
+HTML_NAME = "report.html"
+
+_CSV_COLUMNS = ["value", "name", "color", "precision", "recall", "f1", "iou", "support", "mapped_area_ha"]
+
+
+def write_reports(
+    metrics: dict,
+    out_dir: str | os.PathLike,
+    title: str = "CropMapper accuracy report",
+    extra: Optional[dict] = None,
+) -> tuple[str, str, str]:
+    """Writes ``metrics.json``, ``per_class.csv`` and ``report.html`` into ``out_dir``; returns their paths.
+
+    ``extra`` (JSON-able: model, map, split, ...) is stored under ``"extra"`` in the JSON and listed in the HTML.
+    """
+    folder = Path(out_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EngineError(f"Cannot create the report folder '{folder}': {exc.strerror}. Choose another folder.") from None
+    payload = dict(metrics)
+    payload["title"] = title
+    payload["created"] = dt.datetime.now().isoformat(timespec="seconds")
+    if extra:
+        payload["extra"] = extra
+
+    json_path, csv_path, html_path = folder / JSON_NAME, folder / CSV_NAME, folder / HTML_NAME
+    with atomic_output(json_path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+    with atomic_output(csv_path) as tmp:
+        _write_csv(metrics, tmp)
+    with atomic_output(html_path) as tmp:
+        tmp.write_text(render_html(metrics, title, extra), encoding="utf-8")
+    return str(json_path), str(csv_path), str(html_path)
+
+
+def _write_csv(metrics: dict, path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(_CSV_COLUMNS)
+        for row in metrics["per_class"]:
+            values = []
+            for key in _CSV_COLUMNS:
+                value = row.get(key)
+                if key == "color":
+                    value = _hex(value)
+                elif value is None:
+                    value = ""
+                elif isinstance(value, float):
+                    value = f"{value:.6g}"
+                values.append(value)
+            writer.writerow(values)
+
+
+def _hex(color) -> str:
+    r, g, b = (int(c) for c in color)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "&ndash;"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def confusion_svg(cm: list[list[int]], names: list[str], colors: list) -> str:
+    """The confusion matrix as an SVG heat map: shade = share of the reference row, text = pixel count."""
+    k = len(names)
+    cell = 44 if k <= 12 else max(18, 520 // max(k, 1))
+    label_w = 10 + 7 * max((len(n) for n in names), default=4)
+    top = label_w  # column labels are written rotated, so they need the same room
+    width, height = label_w + k * cell + 20, top + k * cell + 40
+    font = max(8, min(12, cell // 3))
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="Confusion matrix" font-family="sans-serif">'
+    ]
+    for i in range(k):
+        row_total = sum(cm[i]) or 1
+        y = top + i * cell
+        name = html.escape(names[i])
+        parts.append(
+            f'<rect x="{label_w - 14}" y="{y + cell / 2 - 5}" width="10" height="10" fill="{_hex(colors[i])}" stroke="#444"/>'
+            f'<text x="{label_w - 18}" y="{y + cell / 2 + 4}" font-size="{font}" text-anchor="end">{name}</text>'
+        )
+        x_label = label_w + i * cell + cell / 2
+        parts.append(
+            f'<rect x="{x_label - 5}" y="{top - 14}" width="10" height="10" fill="{_hex(colors[i])}" stroke="#444"/>'
+            f'<text transform="translate({x_label + 4},{top - 18}) rotate(-90)" font-size="{font}">{name}</text>'
+        )
+        for j in range(k):
+            count = cm[i][j]
+            share = count / row_total
+            x = label_w + j * cell
+            shade = f"rgb({int(255 - 200 * share)},{int(255 - 130 * share)},{int(255 - 40 * share)})"
+            ink = "#fff" if share > 0.6 else "#000"
+            border = "#222" if i == j else "#ccc"
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{shade}" stroke="{border}">'
+                f"<title>reference {name}, mapped {html.escape(names[j])}: {count} px ({share:.1%} of row)</title></rect>"
+            )
+            if cell >= 28:
+                parts.append(
+                    f'<text x="{x + cell / 2}" y="{y + cell / 2 + 4}" font-size="{font - 1}" '
+                    f'text-anchor="middle" fill="{ink}">{count}</text>'
+                )
+    bottom = top + k * cell
+    parts.append(
+        f'<text x="{label_w + k * cell / 2}" y="{bottom + 24}" font-size="12" text-anchor="middle">'
+        "columns: mapped class &#183; rows: reference class &#183; shade: share of the row</text>"
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(metrics: dict, title: str, extra: Optional[dict] = None) -> str:
+    """One self-contained HTML page: summary, class table with colours, confusion matrix picture, extra facts."""
+    per_class = metrics["per_class"]
+    summary = [
+        ("Overall accuracy", metrics.get("overall_accuracy")),
+        ("Cohen's kappa", metrics.get("kappa")),
+        ("Mean IoU", metrics.get("miou")),
+        ("Macro F1", metrics.get("macro_f1")),
+        ("Evaluated pixels", metrics.get("pixels")),
+    ]
+    rows = []
+    for c in per_class:
+        rows.append(
+            "<tr>"
+            f'<td><span class="swatch" style="background:{_hex(c["color"])}"></span></td>'
+            f'<td>{c["value"]}</td><td>{html.escape(c["name"])}</td>'
+            f'<td>{_fmt(c["precision"])}</td><td>{_fmt(c["recall"])}</td><td>{_fmt(c["f1"])}</td>'
+            f'<td>{_fmt(c["iou"])}</td><td>{c["support"]}</td><td>{_fmt(c["mapped_area_ha"], 2)}</td>'
+            "</tr>"
+        )
+    svg = confusion_svg(metrics["confusion_matrix"], [c["name"] for c in per_class], [c["color"] for c in per_class])
+    extra_html = ""
+    if extra:
+        items = "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=str) if not isinstance(v, str) else v)}</td></tr>"
+            for k, v in extra.items()
+        )
+        extra_html = f"<h2>Details</h2><table class=\"facts\">{items}</table>"
+    summary_html = "".join(f"<tr><th>{name}</th><td>{_fmt(value)}</td></tr>" for name, value in summary)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th {{ background: #f3f3f3; }} td:nth-child(3), .facts td, .facts th {{ text-align: left; }}
+.swatch {{ display: inline-block; width: 14px; height: 14px; border: 1px solid #444; vertical-align: middle; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<table class="summary">{summary_html}</table>
+<h2>Classes</h2>
+<table class="classes"><tr><th></th><th>Value</th><th>Class</th><th>Precision</th><th>Recall</th><th>F1</th><th>IoU</th>
+<th>Reference pixels</th><th>Mapped area (ha)</th></tr>
+{''.join(rows)}
+</table>
+<h2>Confusion matrix</h2>
+{svg}
+{extra_html}
+</body></html>
+"""
