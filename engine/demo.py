@@ -166,3 +166,51 @@ def _write_raster(path: Path, data: np.ndarray, transform, wkt: str, band_names,
             if nodata is not None:
                 band.SetNoDataValue(nodata)
         dataset = None
+
+
+def run_demo(out: str | Path, device: str = "auto", progress=None, pretrain_epochs: int = 4, train_epochs: int = 25) -> dict:
+    """The whole workflow on the synthetic scene with the ``lite`` preset: pretrain -> train -> predict -> evaluate."""
+    from . import pipeline
+    from .progress import as_reporter
+
+    reporter = as_reporter(progress)
+    out = Path(out)
+    reporter.report(0.0, "Writing the synthetic scene")
+    scene = make_demo_scene(out / "scene")
+    series = pipeline.SeriesInput(images=[str(p) for p in scene.images], cloud_masks=[str(p) for p in scene.cloud_masks])
+    labels = pipeline.LabelInput(path=str(scene.fields), class_field=scene.class_field, layer="labelled")
+    pipeline.pretrain(
+        series, str(out / "pretrained.cropmodel"),
+        pipeline.PretrainOptions(preset="lite", epochs=pretrain_epochs, device=device, lr=1e-3),
+        progress=reporter.span(0.02, 0.35).report_callback(),
+    )
+    trained = pipeline.train(
+        series, labels, str(out / "model.cropmodel"),
+        pipeline.TrainOptions(preset="lite", epochs=train_epochs, device=device),
+        init_model=str(out / "pretrained.cropmodel"),
+        progress=reporter.span(0.35, 0.8).report_callback(),
+    )
+    predicted = pipeline.predict(
+        trained.model_path, series, str(out / "crop_map.tif"), out_confidence=str(out / "confidence.tif"),
+        fields=str(scene.fields), fields_layer="parcels", fields_out=str(out / "parcels_crops.gpkg"),
+        options=pipeline.PredictOptions(device=device), progress=reporter.span(0.8, 0.95).report_callback(),
+    )
+    report = pipeline.evaluate(
+        predicted.map_path, labels, str(out / "report"), model_path=trained.model_path, split="test",
+        progress=reporter.span(0.95, 1.0).report_callback(),
+    )
+    metrics = report.metrics
+    print("\nDemo finished (the scene is synthetic: see the README to run the same steps on your own Sentinel-2 files).")
+    print(f"  class map:          {predicted.map_path}")
+    print(f"  confidence layer:   {predicted.confidence_path}")
+    print(f"  field-level result: {predicted.fields_path}")
+    print(f"  accuracy report:    {report.html_path}")
+    print(f"  test fields: OA {metrics['overall_accuracy']:.3f}, mIoU {metrics['miou']:.3f}, kappa {metrics['kappa']:.3f}")
+    return {
+        "map": predicted.map_path,
+        "confidence": predicted.confidence_path,
+        "fields": predicted.fields_path,
+        "report": report.html_path,
+        "test_miou": metrics["miou"],
+        "test_overall_accuracy": metrics["overall_accuracy"],
+    }

@@ -8,10 +8,17 @@ step. Arguments are plain paths, numbers and callbacks. User errors raise ``Engi
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Optional
 
-from .progress import CancelledCallback, ProgressCallback
+import numpy as np
+
+from . import __version__
+from .atomic import check_writable
+from .errors import EngineError
+from .progress import CancelledCallback, ProgressCallback, as_reporter
 
 Color = tuple[int, int, int]
 
@@ -43,6 +50,7 @@ class LabelInput:
 @dataclass
 class PretrainOptions:
     preset: str = "lite"
+    date_encoding: str = "date"  # date | index (the authors' acquisition index, for ablations)
     epochs: int = 10
     mask_ratio: float = 0.4
     mask_mode: str = "spatiotemporal"  # spatiotemporal | temporal | spatial
@@ -58,6 +66,7 @@ class PretrainOptions:
 @dataclass
 class TrainOptions:
     preset: str = "lite"
+    date_encoding: str = "date"
     epochs: int = 30
     crop: int = 32
     batch_size: int = 8
@@ -122,3 +131,499 @@ class MapCropsOutcome:
     report: Optional[EvaluateOutcome]
     train: Optional[TrainOutcome]
     warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The steps. Heavy modules (torch, GDAL) are imported inside the functions so that importing the pipeline is cheap.
+
+
+def open_series(series: SeriesInput):
+    """Opens the time series lazily (``engine.data.TimeSeries``)."""
+    from .data import open_time_series
+
+    return open_time_series(
+        list(series.images),
+        layout=series.layout,
+        cloud_masks=series.cloud_masks,
+        scl=series.scl,
+        dates=series.dates,
+        band_names=series.band_names,
+        reference=series.reference,
+        stack_order=series.stack_order,
+    )
+
+
+def describe_series(series: SeriesInput) -> list[tuple[str, Optional[dt.date], list[str]]]:
+    """For each image: its path, the acquisition date found (None if none), and its band names."""
+    from .data.timeseries import describe_images
+
+    return describe_images(list(series.images), layout=series.layout)
+
+
+def read_model_classes(model_path: str):
+    """The class table of a model file (``ClassTable``), or an error for a pre-trained-only model."""
+    from .bundle import ModelBundle
+
+    bundle = ModelBundle.load(model_path)
+    if bundle.classes is None:
+        raise EngineError(f"'{model_path}' is a pre-trained model without crop classes. Train it on labelled fields first.")
+    return bundle.classes
+
+
+def pretrain(
+    series: SeriesInput,
+    out_model: str,
+    options: PretrainOptions = PretrainOptions(),
+    progress: Optional[ProgressCallback] = None,
+    cancelled: Optional[CancelledCallback] = None,
+) -> PretrainOutcome:
+    """Self-supervised masked pre-training on the unlabelled series; writes a pre-trained ``.cropmodel``."""
+    from . import regions
+    from .bundle import ModelBundle
+    from .data import band_statistics
+    from .model import date_positions, make_config, season_start_for
+    from .training import pretrain as run_pretrain
+
+    started = time.perf_counter()
+    reporter = as_reporter(progress, cancelled)
+    check_writable(out_model)
+    with open_series(series) as ts:
+        reporter.report(0.0, "Computing band statistics")
+        mean, std = band_statistics(ts, seed=options.seed)
+        season_start = season_start_for(ts.dates)
+        positions = date_positions(ts.dates, season_start, mode=options.date_encoding)
+        values_per_pixel = len(ts.dates) * len(ts.band_names)
+        windows = regions.pretraining_windows(ts.grid.width, ts.grid.height, values_per_pixel, seed=options.seed)
+        scenes = regions.read_scenes(ts, windows, mean, std, positions, None, reporter.span(0.02, 0.1))
+        bands = list(ts.band_names)
+        inputs = _series_provenance(series, ts)
+    if not scenes:
+        raise EngineError("The images hold no valid observation (everything is nodata or cloud). Check the nodata value and cloud masks.")
+    config = make_config(options.preset, len(bands), 1, date_encoding=options.date_encoding)
+    result = run_pretrain(
+        scenes,
+        config,
+        epochs=options.epochs,
+        mask_ratio=options.mask_ratio,
+        mask_mode=options.mask_mode,
+        crop=options.crop,
+        batch_size=options.batch_size,
+        steps_per_epoch=options.steps_per_epoch,
+        lr=options.lr,
+        seed=options.seed,
+        device=options.device,
+        checkpoint=_checkpoint_path(out_model),
+        resume=options.resume,
+        progress=reporter.span(0.1, 0.98).report_callback(),
+        cancelled=cancelled,
+    )
+    bundle = ModelBundle(
+        config=config,
+        state_dict=result.state_dict,
+        band_names=bands,
+        mean=[float(v) for v in mean],
+        std=[float(v) for v in std],
+        date_encoding={"mode": options.date_encoding, "season_start": list(season_start)},
+        classes=None,
+        kind="pretrained",
+        provenance={
+            "step": "pretrain",
+            "inputs": inputs,
+            "options": asdict(options),
+            "history": result.history,
+            "engine_version": __version__,
+            "created": dt.datetime.now().isoformat(timespec="seconds"),
+        },
+        split=None,
+    )
+    if _is_main_process():
+        bundle.save(out_model)
+        _remove_checkpoint(out_model)
+    reporter.report(1.0, "Pre-training done")
+    return PretrainOutcome(str(out_model), result.history, time.perf_counter() - started)
+
+
+def train(
+    series: SeriesInput,
+    labels: LabelInput,
+    out_model: str,
+    options: TrainOptions = TrainOptions(),
+    init_model: Optional[str] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancelled: Optional[CancelledCallback] = None,
+) -> TrainOutcome:
+    """Fine-tunes STCLN on the labelled fields (from a pre-trained model, or from scratch); writes a ``.cropmodel``."""
+    from . import regions
+    from .bundle import ModelBundle
+    from .data import band_statistics, rasterize_fields, split_fields
+    from .model import date_positions, make_config, season_start_for
+    from .training import finetune
+
+    started = time.perf_counter()
+    reporter = as_reporter(progress, cancelled)
+    check_writable(out_model)
+    _check_fractions(options)
+    init = ModelBundle.load(init_model) if init_model else None
+    with open_series(series) as ts:
+        if init is not None:
+            init.check_bands(ts.band_names)
+            bands = list(init.band_names)
+            mean, std = np.asarray(init.mean, np.float32), np.asarray(init.std, np.float32)
+            season_start = tuple(init.date_encoding["season_start"])
+            encoding = init.date_encoding["mode"]
+        else:
+            bands = list(ts.band_names)
+            reporter.report(0.0, "Computing band statistics")
+            mean, std = band_statistics(ts, seed=options.seed)
+            season_start = season_start_for(ts.dates)
+            encoding = options.date_encoding
+        positions = date_positions(ts.dates, season_start, mode=encoding)
+        reporter.report(0.02, "Rasterising the field polygons")
+        fields = rasterize_fields(labels.path, ts.grid, labels.class_field, layer=labels.layer, colors=labels.colors)
+        split = split_fields(
+            fields.field_classes,
+            val_fraction=options.val_fraction,
+            test_fraction=options.test_fraction,
+            label_fraction=options.label_fraction,
+            seed=options.seed,
+        )
+        train_scenes, val_scenes = _labelled_scenes(ts, fields, split, mean, std, positions, bands, reporter.span(0.03, 0.1))
+        inputs = _series_provenance(series, ts)
+        pixel_area = ts.grid.pixel_area_m2
+    classes = fields.classes
+    overrides = {"date_encoding": encoding}
+    if init is not None:
+        config = make_config(init.config.preset, len(bands), len(classes), **{**_architecture(init.config), **overrides})
+    else:
+        config = make_config(options.preset, len(bands), len(classes), **overrides)
+    result = finetune(
+        train_scenes,
+        val_scenes,
+        config,
+        init_state=init.state_dict if init is not None else None,
+        epochs=options.epochs,
+        crop=options.crop,
+        batch_size=options.batch_size,
+        lr=options.lr,
+        class_weights=options.class_weights,
+        patience=options.patience,
+        seed=options.seed,
+        device=options.device,
+        checkpoint=_checkpoint_path(out_model),
+        resume=options.resume,
+        progress=reporter.span(0.1, 0.98).report_callback(),
+        cancelled=cancelled,
+    )
+    split_summary = _split_summary(fields, split)
+    warnings = list(fields.warnings)
+    bundle = ModelBundle(
+        config=config,
+        state_dict=result.state_dict,
+        band_names=bands,
+        mean=[float(v) for v in mean],
+        std=[float(v) for v in std],
+        date_encoding={"mode": encoding, "season_start": list(season_start)},
+        classes=classes,
+        kind="classifier",
+        provenance={
+            "step": "train",
+            "inputs": inputs,
+            "labels": {"path": str(labels.path), "layer": labels.layer, "class_field": labels.class_field},
+            "init_model": str(init_model) if init_model else None,
+            "pretrained": init is not None,
+            "options": asdict(options),
+            "label_pixels": {c.name: int(fields.class_pixels.get(c.value, 0)) for c in classes},
+            "split": split_summary,
+            "history": result.history,
+            "best_epoch": result.best_epoch,
+            "validation": result.val_metrics,
+            "pixel_area_m2": pixel_area,
+            "engine_version": __version__,
+            "created": dt.datetime.now().isoformat(timespec="seconds"),
+        },
+        split=split.to_dict(),
+    )
+    if _is_main_process():
+        bundle.save(out_model)
+        _remove_checkpoint(out_model)
+    reporter.report(1.0, "Training done")
+    return TrainOutcome(
+        str(out_model), result.history, result.val_metrics, split_summary, warnings, time.perf_counter() - started
+    )
+
+
+def predict(
+    model_path: str,
+    series: SeriesInput,
+    out_map: str,
+    out_confidence: Optional[str] = None,
+    out_probabilities: Optional[str] = None,
+    fields: Optional[str] = None,
+    fields_layer: Optional[str] = None,
+    fields_out: Optional[str] = None,
+    options: PredictOptions = PredictOptions(),
+    extent: Optional[str] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancelled: Optional[CancelledCallback] = None,
+) -> PredictOutcome:
+    """Maps the crops over the whole series tile by tile; writes the class map and the optional outputs."""
+    from .bundle import ModelBundle
+    from .inference import field_results, predict_raster
+
+    started = time.perf_counter()
+    reporter = as_reporter(progress, cancelled)
+    if fields_out and not fields:
+        raise EngineError("A field-level output was asked for without a polygon layer: give the fields (parcels) layer too.")
+    for path in (out_map, out_confidence, out_probabilities, fields_out):
+        if path:
+            check_writable(path)
+    bundle = ModelBundle.load(model_path)
+    if bundle.classes is None:
+        raise EngineError(f"'{model_path}' is a pre-trained model without crop classes. Train it on labelled fields first.")
+    with open_series(series) as ts:
+        bundle.check_bands(ts.band_names)
+        result = predict_raster(
+            bundle,
+            ts,
+            out_map,
+            out_confidence=out_confidence,
+            out_probabilities=out_probabilities,
+            tile=options.tile,
+            overlap=options.overlap,
+            batch_size=options.batch_size,
+            device=options.device,
+            extent_mask=extent,
+            field_vector=fields if fields_out else None,
+            field_layer=fields_layer,
+            progress=reporter.span(0.0, 0.95 if fields_out else 1.0).report_callback(),
+            cancelled=cancelled,
+        )
+        fields_path = None
+        if fields_out and _is_main_process():
+            reporter.report(0.95, "Writing field-level results")
+            fields_path = field_results(bundle.classes, result, fields, fields_out, layer=fields_layer)
+    reporter.report(1.0, "Map written")
+    return PredictOutcome(
+        str(out_map),
+        str(out_confidence) if out_confidence else None,
+        str(out_probabilities) if out_probabilities else None,
+        str(fields_path) if fields_path else None,
+        int(result.pixels),
+        time.perf_counter() - started,
+    )
+
+
+def evaluate(
+    map_path: str,
+    labels: LabelInput,
+    report_dir: str,
+    model_path: Optional[str] = None,
+    split: str = "test",
+    progress: Optional[ProgressCallback] = None,
+    cancelled: Optional[CancelledCallback] = None,
+) -> EvaluateOutcome:
+    """Accuracy of a class map against labelled fields: confusion matrix, OA, kappa, mIoU, per-class scores, areas.
+
+    With a model, ``split`` picks its ``test`` (or ``val``, ``train``) fields so that the fields it learnt from are not
+    counted; ``all`` (and no model) uses every labelled field.
+    """
+    from .bundle import ModelBundle
+    from .data import rasterize_fields
+    from .evaluation import confusion_matrix, metrics_from_confusion, write_reports
+    from .mapfile import class_table_from_map, map_histogram, open_map
+
+    reporter = as_reporter(progress, cancelled)
+    if split not in ("test", "val", "train", "all"):
+        raise EngineError(f"Unknown split '{split}': use test, val, train or all.")
+    bundle = ModelBundle.load(model_path) if model_path else None
+    map_dataset, grid = open_map(map_path)
+    classes = bundle.classes if bundle is not None and bundle.classes is not None else class_table_from_map(map_dataset)
+    reporter.report(0.05, "Rasterising the field polygons")
+    fields = rasterize_fields(labels.path, grid, labels.class_field, layer=labels.layer, class_table=classes)
+    chosen = None
+    if bundle is not None and split != "all":
+        if not bundle.split:
+            raise EngineError(f"The model '{model_path}' stores no field split; evaluate with split 'all'.")
+        chosen = np.asarray(bundle.split.get(split, []), dtype=np.int64)
+    x0, y0, w, h = fields.window
+    predicted = map_dataset.GetRasterBand(1).ReadAsArray(x0, y0, w, h).astype(np.int64)
+    reporter.report(0.3, "Comparing the map with the fields")
+    use = fields.labels > 0
+    if chosen is not None:
+        use &= np.isin(fields.field_ids, chosen)
+    if not use.any():
+        raise EngineError(
+            f"No labelled pixel of the '{split}' fields lies on the map. Check that the map and the polygons cover the same area."
+        )
+    mapped = use & (predicted > 0)
+    cm = confusion_matrix(fields.labels[mapped], predicted[mapped], len(classes))
+    reporter.report(0.6, "Measuring mapped areas")
+    counts = map_histogram(map_dataset, len(classes), cancelled=cancelled)
+    metrics = metrics_from_confusion(cm, classes, grid.pixel_area_m2, mapped_counts=counts[1:])
+    metrics["split"] = split
+    metrics["unmapped_reference_pixels"] = int((use & ~mapped).sum())
+    metrics["map"] = str(map_path)
+    metrics["labels"] = str(labels.path)
+    map_dataset = None
+    json_path, csv_path, html_path = write_reports(
+        metrics, report_dir, title=f"CropMapper accuracy report: {Path(map_path).name}"
+    )
+    reporter.report(1.0, "Report written")
+    return EvaluateOutcome(metrics, str(json_path), str(csv_path), str(html_path))
+
+
+def map_crops(
+    series: SeriesInput,
+    labels: LabelInput,
+    out_dir: str,
+    train_options: TrainOptions = TrainOptions(),
+    pretrain_options: Optional[PretrainOptions] = None,
+    predict_options: PredictOptions = PredictOptions(),
+    existing_model: Optional[str] = None,
+    outputs: tuple = ("map", "confidence", "fields", "report"),
+    progress: Optional[ProgressCallback] = None,
+    cancelled: Optional[CancelledCallback] = None,
+) -> MapCropsOutcome:
+    """All steps: [pre-train] -> train (or an existing model) -> map -> field results -> accuracy report.
+
+    Writes into ``out_dir``: ``model.cropmodel`` (and ``pretrained.cropmodel``), ``crop_map.tif``,
+    ``confidence.tif``, ``fields.gpkg`` and ``report/``.
+    """
+    reporter = as_reporter(progress, cancelled)
+    folder = Path(out_dir)
+    check_writable(folder / "crop_map.tif")
+    warnings: list[str] = []
+    trained: Optional[TrainOutcome] = None
+    if existing_model:
+        model_path = str(existing_model)
+        predict_from = 0.0
+    else:
+        init = None
+        train_from = 0.0
+        if pretrain_options is not None:
+            init = str(folder / "pretrained.cropmodel")
+            pretrain(series, init, pretrain_options, reporter.span(0.0, 0.3).report_callback(), cancelled)
+            train_from = 0.3
+        model_path = str(folder / "model.cropmodel")
+        trained = train(series, labels, model_path, train_options, init, reporter.span(train_from, 0.75).report_callback(), cancelled)
+        warnings += trained.warnings
+        predict_from = 0.75
+    predicted = predict(
+        model_path,
+        series,
+        str(folder / "crop_map.tif"),
+        out_confidence=str(folder / "confidence.tif") if "confidence" in outputs else None,
+        fields=labels.path if "fields" in outputs else None,
+        fields_layer=labels.layer,
+        fields_out=str(folder / "fields.gpkg") if "fields" in outputs else None,
+        options=predict_options,
+        progress=reporter.span(predict_from, 0.95).report_callback(),
+        cancelled=cancelled,
+    )
+    report = None
+    if "report" in outputs:
+        split = "test" if trained is not None else "all"
+        if trained is None:
+            warnings.append("The accuracy report uses every labelled field: some may have been used to train the model.")
+        report = evaluate(
+            predicted.map_path, labels, str(folder / "report"), model_path, split,
+            reporter.span(0.95, 1.0).report_callback(), cancelled,
+        )
+    reporter.report(1.0, "Done")
+    return MapCropsOutcome(model_path, predicted, report, trained, warnings)
+
+
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _labelled_scenes(ts, fields, split, mean, std, positions, bands, reporter):
+    """Reads the region of the labelled fields (with a margin for the spatial context) as train and val scenes."""
+    from . import regions
+    from .training import Scene
+
+    x0, y0, w, h = fields.window
+    margin = 8
+    gx0, gy0 = max(0, x0 - margin), max(0, y0 - margin)
+    gx1, gy1 = min(ts.grid.width, x0 + w + margin), min(ts.grid.height, y0 + h + margin)
+    labels = np.zeros((gy1 - gy0, gx1 - gx0), np.int64)
+    field_ids = np.zeros_like(labels, dtype=np.int32)
+    labels[y0 - gy0 : y0 - gy0 + h, x0 - gx0 : x0 - gx0 + w] = fields.labels
+    field_ids[y0 - gy0 : y0 - gy0 + h, x0 - gx0 : x0 - gx0 + w] = fields.field_ids
+    train_ids = np.asarray(split.train, dtype=np.int32)
+    val_ids = np.asarray(split.val, dtype=np.int32)
+    windows = regions.tile_windows(gx0, gy0, gx1 - gx0, gy1 - gy0)
+    train_scenes, val_scenes = [], []
+    for i, (bx, by, bw, bh) in enumerate(windows):
+        reporter.report(i / len(windows), "Reading the labelled fields")
+        block_ids = field_ids[by - gy0 : by - gy0 + bh, bx - gx0 : bx - gx0 + bw]
+        block_labels = labels[by - gy0 : by - gy0 + bh, bx - gx0 : bx - gx0 + bw]
+        in_train = np.isin(block_ids, train_ids)
+        in_val = np.isin(block_ids, val_ids)
+        if not (in_train.any() or in_val.any()):
+            continue
+        x, valid = ts.read(bx, by, bw, bh, bands=list(bands))
+        x = normalise_input(x, valid, mean, std)
+        if in_train.any():
+            train_scenes.append(Scene(x, valid, positions, np.where(in_train, block_labels, 0), block_ids))
+        if in_val.any():
+            val_scenes.append(Scene(x, valid, positions, np.where(in_val, block_labels, 0), block_ids))
+    if not train_scenes:
+        raise EngineError("No training field has a valid pixel on the images. Check the polygons and the cloud masks.")
+    return train_scenes, val_scenes
+
+
+def normalise_input(x, valid, mean, std):
+    from .data.normalization import normalise
+
+    return normalise(x, valid, mean, std)
+
+
+def _split_summary(fields, split) -> dict:
+    summary = {}
+    for name in ("train", "val", "test"):
+        ids = list(getattr(split, name))
+        pixels = int(np.isin(fields.field_ids, ids).sum() if ids else 0)
+        summary[name] = {"fields": len(ids), "pixels": pixels}
+    return summary
+
+
+def _architecture(config) -> dict:
+    """The sizes of a pre-trained model's config, so fine-tuning builds the same backbone."""
+    keep = ("spatial_channels", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "use_sta")
+    return {k: v for k, v in config.to_dict().items() if k in keep}
+
+
+def _series_provenance(series: SeriesInput, ts) -> dict:
+    return {
+        "images": [str(p) for p in series.images],
+        "layout": series.layout,
+        "cloud_masks": bool(series.cloud_masks),
+        "scl": bool(series.scl),
+        "dates": [d.isoformat() for d in ts.dates],
+        "bands": list(ts.band_names),
+        "size": [ts.grid.width, ts.grid.height],
+    }
+
+
+def _check_fractions(options: TrainOptions) -> None:
+    if not 0.0 < options.label_fraction <= 1.0:
+        raise EngineError(f"The label fraction must be above 0 and at most 1 (got {options.label_fraction}).")
+    for name, value in (("validation", options.val_fraction), ("test", options.test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise EngineError(f"The {name} fraction must be at least 0 and below 1 (got {value}).")
+    if options.val_fraction + options.test_fraction >= 1.0:
+        raise EngineError("The validation and test fractions together must leave fields for training (sum below 1).")
+
+
+def _checkpoint_path(out_model: str) -> str:
+    return str(out_model) + ".checkpoint"
+
+
+def _remove_checkpoint(out_model: str) -> None:
+    Path(_checkpoint_path(out_model)).unlink(missing_ok=True)
+
+
+def _is_main_process() -> bool:
+    from .training.distributed import is_main_process
+
+    return is_main_process()

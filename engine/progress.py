@@ -41,6 +41,16 @@ class Reporter:
         if self._cancelled is not None and self._cancelled():
             raise CancelledError("Cancelled by the user.")
 
+    def report_callback(self) -> ProgressCallback:
+        """This span as a plain ``progress(fraction, message)`` callback for a nested engine function."""
+
+        def callback(fraction: float, message: str = "") -> None:
+            if self._progress is not None:
+                fraction = min(max(fraction, 0.0), 1.0)
+                self._progress(self._start + (self._end - self._start) * fraction, message)
+
+        return callback
+
     def span(self, start: float, end: float) -> "Reporter":
         """A child reporter covering ``start..end`` (fractions of this reporter's range)."""
         width = self._end - self._start

@@ -1,0 +1,382 @@
+"""``python -m engine``: pretrain, train, predict, evaluate, demo and info from the command line.
+
+Exit status: 0 done, 1 user error (one clear line on stderr), 2 internal error, 130 interrupted.
+With ``--json`` the last line printed is one JSON object with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import glob
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from . import pipeline
+from .errors import CancelledError, EngineError
+
+EXAMPLES = {
+    "pretrain": "python -m engine pretrain --images s2/*.tif --cloud-masks clm/*.tif --preset lite --epochs 10 --out pre.cropmodel",
+    "train": "python -m engine train --images s2/*.tif --labels fields.gpkg --layer fields --class-field crop "
+    "--init pre.cropmodel --epochs 30 --out crops.cropmodel",
+    "predict": "python -m engine predict --model crops.cropmodel --images s2/*.tif --out map.tif --confidence conf.tif "
+    "--fields parcels.gpkg --fields-out parcels_crops.gpkg",
+    "evaluate": "python -m engine evaluate --map map.tif --labels fields.gpkg --class-field crop --model crops.cropmodel "
+    "--split test --report report/",
+    "demo": "python -m engine demo --out demo_out",
+    "info": "python -m engine info crops.cropmodel   |   python -m engine info --preset paper --bands 10 --classes 20 --json",
+}
+
+
+# ---------------------------------------------------------------------------------------------------- arguments
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Bad arguments are a user error: exit status 1, not argparse's 2 (which the engine keeps for internal errors)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(1, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m engine",
+        description="CropMapper engine: crop-type maps from Sentinel-2 time series with STCLN.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {EXAMPLES[name]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("--json", action="store_true", help="print the results as one JSON object on the last line")
+        sub.add_argument("--quiet", action="store_true", help="no progress bar")
+        return sub
+
+    p = command("pretrain", "Self-supervised masked pre-training on unlabelled images.")
+    _series_arguments(p)
+    _model_arguments(p)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--mask-ratio", type=float, default=0.4, help="share of (date, pixel) entries masked (default 0.4)")
+    p.add_argument("--mask-mode", choices=["spatiotemporal", "temporal", "spatial"], default="spatiotemporal")
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--out", required=True, help="pre-trained model file to write (.cropmodel)")
+
+    p = command("train", "Fine-tune (or train from scratch) on labelled field polygons.")
+    _series_arguments(p)
+    _label_arguments(p)
+    _model_arguments(p)
+    p.add_argument("--init", default=None, help="pre-trained model (.cropmodel) to start from")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--label-fraction", type=float, default=1.0, help="share of training fields to use (scarce-label studies)")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--no-class-weights", action="store_true", help="do not weight classes by inverse frequency")
+    p.add_argument("--patience", type=int, default=None, help="stop after N epochs without a better validation mIoU")
+    p.add_argument("--out", required=True, help="model file to write (.cropmodel)")
+
+    p = command("predict", "Map the crops with a trained model, tile by tile.")
+    p.add_argument("--model", required=True, help="trained model (.cropmodel)")
+    _series_arguments(p)
+    p.add_argument("--out", required=True, help="class map GeoTIFF to write")
+    p.add_argument("--confidence", default=None, help="confidence GeoTIFF to write (highest class probability)")
+    p.add_argument("--probabilities", default=None, help="GeoTIFF of all class probabilities to write")
+    p.add_argument("--fields", default=None, help="polygon layer (fields or parcels) for field-level results")
+    p.add_argument("--fields-layer", default=None, help="layer name inside --fields (e.g. in a GeoPackage)")
+    p.add_argument("--fields-out", default=None, help="GeoPackage to write with the class of each polygon")
+    p.add_argument("--extent", default=None, help="polygon layer: map only inside it")
+    _run_arguments(p)
+
+    p = command("evaluate", "Accuracy of a map against labelled fields; writes JSON, CSV and HTML reports.")
+    p.add_argument("--map", required=True, help="class map GeoTIFF")
+    _label_arguments(p)
+    p.add_argument("--model", default=None, help="the model that made the map: its classes and field split are used")
+    p.add_argument("--split", choices=["test", "val", "train", "all"], default="test")
+    p.add_argument("--report", required=True, help="folder to write the reports into")
+
+    p = command("demo", "Synthetic scene -> pretrain -> train -> predict -> evaluate with the lite preset.")
+    p.add_argument("--out", default="demo_out", help="folder for the scene and results (default demo_out)")
+    p.add_argument("--device", default="auto")
+
+    p = command("info", "Describe a model file, or a preset's architecture.")
+    p.add_argument("model", nargs="?", default=None, help="model file (.cropmodel)")
+    p.add_argument("--preset", default=None, choices=["paper", "lite"])
+    p.add_argument("--bands", type=int, default=10)
+    p.add_argument("--classes", type=int, default=20)
+    return parser
+
+
+def _series_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("time series")
+    g.add_argument("--images", nargs="+", required=True, metavar="FILE", help="rasters (files, folders or glob patterns)")
+    g.add_argument("--layout", choices=["per-date", "per-band", "stack"], default="per-date")
+    g.add_argument("--stack-order", choices=["date-major", "band-major"], default="date-major", help="band order of a stack")
+    g.add_argument("--cloud-masks", nargs="+", default=None, metavar="FILE", help="one cloud mask per date (non-zero = cloud)")
+    g.add_argument("--scl", nargs="+", default=None, metavar="FILE", help="one Sentinel-2 SCL raster per date")
+    g.add_argument("--dates", nargs="+", default=None, metavar="YYYY-MM-DD", help="acquisition dates, one per date")
+    g.add_argument("--band-names", nargs="+", default=None, metavar="NAME")
+    g.add_argument("--reference", default=None, help="raster whose grid everything is aligned to (default: the first)")
+
+
+def _label_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("labels")
+    g.add_argument("--labels", required=True, help="polygon layer of labelled fields (GeoPackage, Shapefile, GeoJSON)")
+    g.add_argument("--layer", default=None, help="layer name inside --labels")
+    g.add_argument("--class-field", required=True, help="attribute holding the crop class (text or integer)")
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and training")
+    g.add_argument("--preset", choices=["lite", "paper"], default="lite")
+    g.add_argument("--date-encoding", choices=["date", "index"], default="date")
+    g.add_argument("--crop", type=int, default=32, help="training crop size in pixels")
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    g.add_argument("--resume", action="store_true", help="continue a stopped run from its checkpoint")
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--tile", type=int, default=32)
+    g.add_argument("--overlap", type=int, default=8)
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def expand_paths(items: Optional[Sequence[str]]) -> Optional[list[str]]:
+    """Files as given; folders become their sorted rasters; glob patterns are expanded (also on Windows shells)."""
+    if not items:
+        return None
+    paths: list[str] = []
+    for item in items:
+        if os.path.isdir(item):
+            found = sorted(p for p in glob.glob(os.path.join(item, "*")) if p.lower().endswith((".tif", ".tiff", ".vrt", ".jp2", ".img")))
+            if not found:
+                raise EngineError(f"The folder '{item}' holds no raster (.tif, .vrt, .jp2, .img).")
+            paths += found
+        elif glob.has_magic(item):
+            found = sorted(glob.glob(item))
+            if not found:
+                raise EngineError(f"No file matches '{item}'.")
+            paths += found
+        else:
+            paths.append(item)
+    return paths
+
+
+def _parse_dates(values: Optional[Sequence[str]]) -> Optional[list[dt.date]]:
+    if not values:
+        return None
+    try:
+        return [dt.date.fromisoformat(v) for v in values]
+    except ValueError as exc:
+        raise EngineError(f"Cannot read the dates: {exc}. Write them as YYYY-MM-DD.") from None
+
+
+def _series(args) -> pipeline.SeriesInput:
+    return pipeline.SeriesInput(
+        images=expand_paths(args.images) or [],
+        layout=args.layout,
+        cloud_masks=expand_paths(args.cloud_masks),
+        scl=expand_paths(args.scl),
+        dates=_parse_dates(args.dates),
+        band_names=args.band_names,
+        stack_order=args.stack_order,
+        reference=args.reference,
+    )
+
+
+def _labels(args) -> pipeline.LabelInput:
+    return pipeline.LabelInput(path=args.labels, class_field=args.class_field, layer=args.layer)
+
+
+# ---------------------------------------------------------------------------------------------------- progress
+
+
+class ProgressBar:
+    """A one-line progress bar with time left, on stderr."""
+
+    def __init__(self, enabled: bool, stream=sys.stderr) -> None:
+        self.enabled = enabled
+        self.stream = stream
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+        self.width = 30
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last_draw < 0.2 and fraction < 1.0:
+            return
+        self.last_draw = now
+        elapsed = now - self.started
+        left = elapsed * (1 - fraction) / fraction if fraction > 0.01 else None
+        filled = int(self.width * fraction)
+        eta = _format_seconds(left) if left is not None else "--:--"
+        line = f"\r[{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:5.1f}%  {eta} left  {message[:40]:<40}"
+        self.stream.write(line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+
+
+def run_pretrain(args, progress) -> dict:
+    options = pipeline.PretrainOptions(
+        preset=args.preset, date_encoding=args.date_encoding, epochs=args.epochs, mask_ratio=args.mask_ratio,
+        mask_mode=args.mask_mode, crop=args.crop, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
+        lr=args.lr, seed=args.seed, device=args.device, resume=args.resume,
+    )
+    outcome = pipeline.pretrain(_series(args), args.out, options, progress=progress)
+    final = outcome.history[-1]["loss"] if outcome.history else None
+    print(f"Pre-trained model written to {outcome.model_path} (final reconstruction loss {final:.4f})" if final is not None else f"Pre-trained model written to {outcome.model_path}")
+    return {"model": outcome.model_path, "history": outcome.history, "seconds": outcome.seconds}
+
+
+def run_train(args, progress) -> dict:
+    options = pipeline.TrainOptions(
+        preset=args.preset, date_encoding=args.date_encoding, epochs=args.epochs, crop=args.crop,
+        batch_size=args.batch_size, lr=args.lr, label_fraction=args.label_fraction, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, seed=args.seed, class_weights=not args.no_class_weights,
+        patience=args.patience, device=args.device, resume=args.resume,
+    )
+    outcome = pipeline.train(_series(args), _labels(args), args.out, options, init_model=args.init, progress=progress)
+    for warning in outcome.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    val = outcome.validation or {}
+    print(f"Model written to {outcome.model_path}")
+    if val:
+        print(f"Validation: OA {val.get('overall_accuracy', float('nan')):.3f}, mIoU {val.get('miou', float('nan')):.3f}")
+    return {"model": outcome.model_path, "validation": val, "split": outcome.split, "history": outcome.history,
+            "warnings": outcome.warnings, "seconds": outcome.seconds}
+
+
+def run_predict(args, progress) -> dict:
+    options = pipeline.PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device)
+    outcome = pipeline.predict(
+        args.model, _series(args), args.out, out_confidence=args.confidence, out_probabilities=args.probabilities,
+        fields=args.fields, fields_layer=args.fields_layer, fields_out=args.fields_out, options=options,
+        extent=args.extent, progress=progress,
+    )
+    print(f"Class map written to {outcome.map_path}")
+    for label, path in (("Confidence", outcome.confidence_path), ("Probabilities", outcome.probabilities_path),
+                        ("Field-level results", outcome.fields_path)):
+        if path:
+            print(f"{label} written to {path}")
+    rate = outcome.pixels / outcome.seconds if outcome.seconds > 0 else 0.0
+    print(f"{outcome.pixels} pixels in {outcome.seconds:.1f} s ({rate:,.0f} px/s)")
+    return {"map": outcome.map_path, "confidence": outcome.confidence_path, "probabilities": outcome.probabilities_path,
+            "fields": outcome.fields_path, "pixels": outcome.pixels, "seconds": outcome.seconds}
+
+
+def run_evaluate(args, progress) -> dict:
+    outcome = pipeline.evaluate(args.map, _labels(args), args.report, model_path=args.model, split=args.split, progress=progress)
+    print(format_metrics(outcome.metrics))
+    print(f"Report: {outcome.html_path}")
+    return {"metrics": outcome.metrics, "json": outcome.json_path, "csv": outcome.csv_path, "html": outcome.html_path}
+
+
+def format_metrics(metrics: dict) -> str:
+    lines = [
+        f"Overall accuracy {_score(metrics['overall_accuracy'])}   kappa {_score(metrics['kappa'])}   "
+        f"mIoU {_score(metrics['miou'])}   macro F1 {_score(metrics['macro_f1'])}",
+        f"{'class':<24}{'precision':>10}{'recall':>10}{'F1':>8}{'IoU':>8}{'pixels':>9}{'mapped ha':>11}",
+    ]
+    for row in metrics["per_class"]:
+        scores = "".join(f"{_score(row[key]):>{width}}" for key, width in (("precision", 10), ("recall", 10), ("f1", 8), ("iou", 8)))
+        lines.append(f"{row['name'][:23]:<24}{scores}{row['support']:>9}{row.get('mapped_area_ha') or 0.0:>11.2f}")
+    return "\n".join(lines)
+
+
+def _score(value: Optional[float]) -> str:
+    """A score with three decimals, or a dash where it is undefined (no reference and no mapped pixel)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
+def run_demo(args, progress) -> dict:
+    from .demo import run_demo as demo
+
+    return demo(args.out, device=args.device, progress=progress)
+
+
+def run_info(args, progress) -> dict:
+    from .info import describe_model_file, describe_preset
+
+    if args.model:
+        text, data = describe_model_file(args.model)
+    elif args.preset:
+        text, data = describe_preset(args.preset, args.bands, args.classes)
+    else:
+        raise EngineError("Give a model file, or --preset with --bands and --classes.")
+    print(text)
+    return data
+
+
+COMMANDS: dict[str, Callable] = {
+    "pretrain": run_pretrain,
+    "train": run_train,
+    "predict": run_predict,
+    "evaluate": run_evaluate,
+    "demo": run_demo,
+    "info": run_info,
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet = args.quiet or not sys.stderr.isatty()
+    bar = ProgressBar(enabled=not quiet)
+    try:
+        result = COMMANDS[args.command](args, bar)
+    except EngineError as error:
+        bar.close()
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (CancelledError, KeyboardInterrupt):
+        bar.close()
+        print("Interrupted: nothing was written.", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 (the last line of defence: say it is our fault, keep the details)
+        bar.close()
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(f"internal error: {error!r}. Please report it with the output above.", file=sys.stderr)
+        return 2
+    bar.close()
+    if args.json:
+        print(json.dumps(result, default=_json_default))
+    return 0
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (dt.date, Path)):
+        return str(value)
+    return repr(value)
