@@ -1,0 +1,210 @@
+"""Fine-tuning STCLN for crop classes: from a pre-trained backbone (STCLN_wp) or from scratch."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import EngineError
+from ..model import STCLN, STCLNConfig
+from ..progress import CancelledCallback, ProgressCallback
+from .checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
+from .distributed import all_reduce_sum, barrier
+from .metrics_light import summarize
+from .runtime import check_finite, global_normalised, log, optimiser_step, setup_runtime, wrap_for_training
+from .sampling import CropSampler, batch_dates, default_steps, derive_seed, make_batch, rank_slice
+from .scene import Scene
+from .validation import scene_confusion
+
+
+@dataclass
+class FinetuneResult:
+    """The kept state dict (best validation mIoU, or the last epoch without validation labels), the per-epoch
+    history (``epoch``, ``loss``, ``val_oa``, ``val_miou``, ``seconds``), the kept epoch and its validation metrics."""
+
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, Any]]
+    best_epoch: int
+    val_metrics: dict[str, Any]
+    class_weights: Optional[list[float]] = None
+
+
+def class_weights_for(scenes: Sequence[Scene], num_classes: int) -> np.ndarray:
+    """Inverse-frequency weights of the labelled training pixels, mean 1 over present classes (absent: 0)."""
+    counts = np.zeros(num_classes, np.float64)
+    for s in scenes:
+        if s.labels is not None:
+            counts += np.bincount(s.labels.ravel(), minlength=num_classes + 1)[1 : num_classes + 1]
+    present = counts > 0
+    weights = np.zeros(num_classes, np.float64)
+    weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    return weights.astype(np.float32)
+
+
+def finetune(
+    train_scenes: Sequence[Scene],
+    val_scenes: Sequence[Scene],
+    config: STCLNConfig,
+    *,
+    init_state: Optional[dict[str, torch.Tensor]] = None,
+    epochs: int = 30,
+    crop: int = 32,
+    batch_size: int = 8,
+    steps_per_epoch: Optional[int] = None,
+    lr: float = 1e-3,
+    clip: float = 5.0,
+    class_weights: bool = True,
+    patience: Optional[int] = None,
+    seed: int = 0,
+    device: str = "auto",
+    precision: str = "auto",
+    checkpoint: Optional[str] = None,
+    resume: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    cancelled: Optional[CancelledCallback] = None,
+) -> FinetuneResult:
+    """Trains the classifier with cross-entropy on labelled pixels (label 0 ignored) of crops drawn around them.
+
+    ``init_state``: a pre-trained backbone (its head is not loaded), or None to start from scratch. After every
+    epoch the val scenes are predicted in tiles and scored (OA, mIoU); the state with the best mIoU is kept, and
+    ``patience`` stops after that many epochs without improvement. ``batch_size`` is the global batch (torchrun).
+    """
+    k = config.num_classes
+    _check_scenes(train_scenes, val_scenes, config)
+    rt = setup_runtime(device, precision, batch_size, progress, cancelled)
+    reporter = rt.reporter
+
+    torch.manual_seed(seed)
+    model = STCLN(config)
+    if init_state is not None:
+        try:
+            model.load_backbone(init_state)
+        except RuntimeError as exc:
+            raise EngineError(
+                f"The pre-trained model does not fit this configuration (preset or bands differ): {exc}"
+            ) from None
+    train_module = wrap_for_training(model, rt)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    weights = class_weights_for(train_scenes, k) if class_weights else np.ones(k, np.float32)
+    weight_t = torch.from_numpy(weights).to(rt.device)
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"state": None, "epoch": 0, "miou": -1.0, "metrics": {}, "stale": 0}
+    start = 0
+    if checkpoint and resume:
+        state = load_checkpoint(checkpoint, "finetune", config.to_dict())
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                rt.precision.scaler.load_state_dict(state["scaler"])
+            history, best, start = list(state["history"]), dict(state["best"]), int(state["epoch"])
+            restore_rng_states(state["rng"])
+            log.info("Resuming fine-tuning after epoch %d of %d", start, epochs)
+
+    has_val = any(s.labelled_pixels for s in val_scenes)
+    own_val = list(val_scenes)[rt.dist.rank :: rt.dist.world_size]
+    sampler = CropSampler(train_scenes, crop, labelled=True)
+    labelled_scenes = [s for s in train_scenes if s.labelled_pixels]
+    steps = steps_per_epoch or default_steps(labelled_scenes, crop, batch_size)
+    share = rank_slice(batch_size, rt.dist.rank, rt.dist.world_size)
+    for epoch in range(start, epochs):
+        if patience is not None and has_val and best["stale"] >= patience:
+            break
+        began = time.perf_counter()
+        rng = np.random.default_rng(derive_seed(seed, epoch))
+        torch.manual_seed(derive_seed(seed, epoch, rt.dist.rank, 1))
+        train_module.train()
+        total = torch.zeros((), device=rt.device)
+        count = torch.zeros((), device=rt.device)
+        for step in range(steps):
+            reporter.report((epoch + step / steps) / epochs, f"Training: epoch {epoch + 1}/{epochs}")
+            crops = sampler.sample(rng, batch_size)
+            batch = make_batch(
+                train_scenes, crops[share], crop, with_labels=True, dates=batch_dates(train_scenes, crops)
+            ).to(rt.device)
+            with rt.precision.autocast():
+                logits = train_module(batch.x, batch.positions, batch.valid)
+            target = batch.labels - 1  # label 0 (unlabelled) becomes -1, ignored
+            per_pixel = F.cross_entropy(logits.float(), target, weight=weight_t, ignore_index=-1, reduction="none")
+            pixel_weight = weight_t[target.clamp(min=0)] * (target >= 0)
+            loss, n_global = global_normalised(per_pixel.sum(), pixel_weight.sum(), rt.dist.world_size)
+            optimiser_step(loss, optimiser, model, clip, rt.precision)
+            total += per_pixel.detach().sum()
+            count += n_global
+        epoch_loss = float(all_reduce_sum(total) / count.clamp(min=1e-12))
+        check_finite(epoch_loss, "training")
+
+        record: dict[str, Any] = {"epoch": epoch + 1, "loss": epoch_loss, "val_oa": None, "val_miou": None}
+        if has_val:
+            reporter.report((epoch + 1) / epochs, f"Validating: epoch {epoch + 1}/{epochs}")
+            cm = scene_confusion(model, own_val, k, crop, rt.device, rt.precision, batch_size)
+            metrics = summarize(all_reduce_sum(torch.from_numpy(cm).to(rt.device)).cpu().numpy())
+            record["val_oa"], record["val_miou"] = metrics["overall_accuracy"], metrics["miou"]
+            improved = metrics["miou"] > best["miou"]
+        else:
+            metrics, improved = {}, True
+        if improved:
+            best = {
+                "state": {n: v.detach().cpu().clone() for n, v in model.state_dict().items()},
+                "epoch": epoch + 1,
+                "miou": metrics.get("miou", -1.0),
+                "metrics": metrics,
+                "stale": 0,
+            }
+        else:
+            best["stale"] += 1
+        record["seconds"] = round(time.perf_counter() - began, 3)
+        history.append(record)
+        if rt.dist.is_main:
+            log.info(
+                "train epoch %d/%d loss %.4f val OA %s mIoU %s (%.1f s)",
+                epoch + 1, epochs, epoch_loss, record["val_oa"], record["val_miou"], record["seconds"],
+            )
+            if checkpoint:
+                save_checkpoint(
+                    checkpoint,
+                    "finetune",
+                    config.to_dict(),
+                    {
+                        "epoch": epoch + 1,
+                        "history": history,
+                        "best": best,
+                        "model": model.state_dict(),
+                        "optimizer": optimiser.state_dict(),
+                        "scaler": rt.precision.scaler.state_dict() if rt.precision.scaler.is_enabled() else None,
+                    },
+                )
+        barrier()
+    reporter.report(1.0, "Training finished")
+    state = best["state"] or {n: v.detach().cpu().clone() for n, v in model.state_dict().items()}
+    return FinetuneResult(
+        state_dict=state,
+        history=history,
+        best_epoch=int(best["epoch"]),
+        val_metrics=dict(best["metrics"]),
+        class_weights=[float(w) for w in weights] if class_weights else None,
+    )
+
+
+def _check_scenes(train_scenes: Sequence[Scene], val_scenes: Sequence[Scene], config: STCLNConfig) -> None:
+    if not any(s.labelled_pixels for s in train_scenes):
+        raise EngineError(
+            "No labelled training pixels: no field polygon of the training split covers the imagery. "
+            "Check that the fields overlap the images and that the class field is filled."
+        )
+    for s in list(train_scenes) + list(val_scenes):
+        if s.shape[1] != config.in_channels:
+            raise EngineError(
+                f"A region has {s.shape[1]} bands but the model expects {config.in_channels}. "
+                "Use the same bands for every image of the series."
+            )
+        if s.labels is not None and s.labels.max(initial=0) > config.num_classes:
+            raise EngineError(
+                f"A label value ({int(s.labels.max())}) is above the number of classes ({config.num_classes})."
+            )
