@@ -1,0 +1,77 @@
+"""Per-band normalisation: statistics from a sample of valid pixels, and applying them.
+
+This module does not import GDAL (``osgeo``): the model side uses it on machines without GDAL.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import EngineError
+
+_SAMPLE_WINDOW = 256
+_MIN_STD = 1e-6
+
+
+class _Readable(Protocol):
+    band_names: list[str]
+
+    @property
+    def grid(self): ...
+
+    def read(self, x0: int, y0: int, w: int, h: int, bands=None): ...
+
+
+def band_statistics(series: _Readable, max_pixels: int = 200_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per band (``(C,)`` float32 each) of valid observations.
+
+    Reads windows in a seeded random order until ``max_pixels`` valid observations are collected (never the whole
+    raster when it is large), then subsamples to ``max_pixels``.
+    """
+    width, height = series.grid.width, series.grid.height
+    windows = [
+        (x0, y0, min(_SAMPLE_WINDOW, width - x0), min(_SAMPLE_WINDOW, height - y0))
+        for y0 in range(0, height, _SAMPLE_WINDOW)
+        for x0 in range(0, width, _SAMPLE_WINDOW)
+    ]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(windows))
+    samples: list[np.ndarray] = []
+    collected = 0
+    for index in order:
+        x, valid = series.read(*windows[index])
+        values = np.moveaxis(x, 1, -1)[valid]  # (N, C) valid observations
+        if len(values):
+            samples.append(values.astype(np.float64))
+            collected += len(values)
+        if collected >= max_pixels:
+            break
+    if not collected:
+        raise EngineError(
+            "The time series has no valid observation to compute band statistics from: every pixel is nodata, "
+            "cloud or masked. Check the nodata value and the cloud masks."
+        )
+    data = np.concatenate(samples)
+    if len(data) > max_pixels:
+        data = data[rng.choice(len(data), size=max_pixels, replace=False)]
+    mean = data.mean(axis=0)
+    std = np.maximum(data.std(axis=0), _MIN_STD)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def normalise(x: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` per band, float32, with invalid observations set to 0.
+
+    ``x`` is ``(..., T, C, H, W)`` and ``valid`` ``(..., T, H, W)``; ``mean``/``std`` have one value per band.
+    """
+    mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
+    std = np.asarray(std, np.float32).reshape(-1, 1, 1)
+    if mean.shape[0] != x.shape[-3] or std.shape[0] != x.shape[-3]:
+        raise EngineError(
+            f"The normalisation statistics have {mean.shape[0]} bands but the image has {x.shape[-3]}."
+        )
+    out = (np.asarray(x, np.float32) - mean) / std
+    # np.where, not a product: an invalid entry may hold NaN and NaN * 0 is NaN.
+    return np.where(np.asarray(valid, bool)[..., None, :, :], out, np.float32(0)).astype(np.float32, copy=False)
