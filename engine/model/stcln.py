@@ -104,19 +104,27 @@ class STA(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1))
         self.scale = 1.0 / math.sqrt(sta_channels)
 
-    def forward(self, temporal: Tensor, spatial: Tensor, pooled: Tensor, step_valid: Tensor, pixel_valid: Tensor) -> Tensor:
-        """``temporal``/``spatial`` ``(B, P, T, D)``, ``pooled (B, P, D)``, ``step_valid (B, P, T, 1)``,
-        ``pixel_valid (B, 1, 1, P)`` bool (True = pixel may be a key)."""
-        b, p, t, _ = temporal.shape
-        zero = torch.zeros((), dtype=temporal.dtype, device=temporal.device)
-        q = self.query(temporal)
-        k = self.key(spatial)
-        q = torch.where(step_valid, q, zero.to(q.dtype)).reshape(b, 1, p, -1)
-        k = torch.where(step_valid, k, zero.to(k.dtype)).reshape(b, 1, p, -1)
+    @staticmethod
+    def _flat(proj: Tensor, step_valid: Tensor) -> Tensor:
+        """``(N, P, T, S) -> (N, P, T*S)`` with invalid steps zeroed."""
+        zero = torch.zeros((), dtype=proj.dtype, device=proj.device)
+        return torch.where(step_valid[..., None], proj, zero).flatten(-2)
+
+    def queries(self, temporal: Tensor, step_valid: Tensor) -> Tensor:
+        """``temporal (N, P, T, D)``, ``step_valid (N, P, T)`` -> ``(N, P, T*S)``."""
+        return self._flat(self.query(temporal), step_valid)
+
+    def keys(self, spatial: Tensor, step_valid: Tensor) -> Tensor:
+        """``spatial (N, P, T, D)``, ``step_valid (N, P, T)`` -> ``(N, P, T*S)``."""
+        return self._flat(self.key(spatial), step_valid)
+
+    def attend(self, q: Tensor, k: Tensor, pooled: Tensor, pixel_valid: Tensor) -> Tensor:
+        """``q``/``k (N, P, T*S)``, ``pooled (N, P, D)``, ``pixel_valid (N, P)`` (keys allowed) -> ``(N, P, D)``."""
         v = self.value(pooled)
-        a = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype)[:, None], attn_mask=pixel_valid,
-                                           scale=self.scale)
-        return torch.addcmul(v, a[:, 0].to(v.dtype), self.gamma.to(v.dtype))
+        scores = torch.matmul(q, k.to(q.dtype).transpose(1, 2)) * self.scale
+        scores = scores.masked_fill(~pixel_valid[:, None, :], float("-inf"))
+        a = torch.matmul(scores.softmax(-1).to(v.dtype), v)
+        return torch.addcmul(v, a, self.gamma.to(v.dtype))
 
 
 class STCLN(nn.Module):
@@ -140,45 +148,74 @@ class STCLN(nn.Module):
         )
         self.sta = STA(d, config.sta_channels) if config.use_sta else None
         self.head = nn.Linear(d, config.num_classes)
+        # None: the temporal encoder sees the whole batch at once (training, GPUs); an int: that many pixels of
+        # one window at a time (set by ``prepare_for_inference`` on CPUs; same results)
+        self.pixel_chunk: int | None = None
 
     # -- pieces ---------------------------------------------------------------------------------------------------
-    def _encode(self, x: Tensor, positions: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Returns spatial features ``(B, P, T, D)``, temporal features ``(B, P, T, D)`` and ``valid (B, P, T)``."""
+    def _spatial(self, x: Tensor, valid: Tensor) -> Tensor:
+        """Spatial features as a ``(B, P, T, D)`` view (channels-last memory is ``(B, T, P, D)``)."""
         b, t, c, h, w = x.shape
-        valid = valid.bool()
         x = torch.where(valid[:, :, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
         feats = self.spatial(x.reshape(b * t, c, h, w).contiguous(memory_format=torch.channels_last))
-        # channels-last (B*T, D, H, W) is (B, T, P, D) in memory; one copy brings pixels ahead of dates
-        spatial = feats.permute(0, 2, 3, 1).reshape(b, t, h * w, -1).transpose(1, 2).contiguous()
-        valid_pt = valid.reshape(b, t, h * w).transpose(1, 2)  # (B, P, T)
-        tokens = self.temporal_norm(spatial)
-        pe = sinusoidal_encoding(positions.to(x.device), self.config.d_model, self.config.max_period)
-        tokens = tokens + pe[:, None].to(tokens.dtype)
+        return feats.permute(0, 2, 3, 1).reshape(b, t, h * w, -1).transpose(1, 2)
+
+    def _temporal(self, spatial: Tensor, pe: Tensor, step_valid: Tensor) -> Tensor:
+        """Temporal encoder over ``spatial (N, P, T, D)`` with ``pe (N, T, D)``, ``step_valid (N, P, T)``."""
+        n, p, t, d = spatial.shape
+        tokens = self.temporal_norm(spatial) + pe[:, None].to(spatial.dtype)
         # pixels with no valid date attend to everything (output ignored but finite instead of NaN)
-        attend = valid_pt | ~valid_pt.any(-1, keepdim=True)
-        attend = attend.reshape(b * h * w, 1, 1, t)
-        y = tokens.reshape(b * h * w, t, -1)
+        attend = (step_valid | ~step_valid.any(-1, keepdim=True)).reshape(n * p, 1, 1, t)
+        y = tokens.reshape(n * p, t, d)
         for layer in self.layers:
             y = layer(y, attend)
-        return spatial, y.reshape(b, h * w, t, -1), valid_pt
+        return y.reshape(n, p, t, d)
+
+    def _blocks(self, b: int, p: int) -> list[tuple[slice, list[slice]]]:
+        """Pixel blocks for the temporal encoder: all at once, or ``pixel_chunk`` pixels of one window at a time."""
+        if not self.pixel_chunk:
+            return [(slice(None), [slice(None)])]
+        return [(slice(i, i + 1), [slice(j, j + self.pixel_chunk) for j in range(0, p, self.pixel_chunk)])
+                for i in range(b)]
+
+    def _run_blocks(self, x: Tensor, positions: Tensor, valid: Tensor, fn) -> tuple[Tensor, ...]:
+        """Applies ``fn(spatial, temporal, step_valid)`` (tensors ``(N, P', ...)``) block by block and joins the
+        results along the pixel and batch axes."""
+        valid = valid.bool()
+        b, t, _, h, w = x.shape
+        spatial = self._spatial(x, valid)
+        step_valid = valid.reshape(b, t, h * w).transpose(1, 2)
+        pe = sinusoidal_encoding(positions.to(x.device), self.config.d_model, self.config.max_period)
+        rows = []
+        for bs, pixel_slices in self._blocks(b, h * w):
+            row = []
+            for ps in pixel_slices:
+                s, v = spatial[bs, ps], step_valid[bs, ps]
+                row.append(fn(s, self._temporal(s, pe[bs], v), v))
+            rows.append([torch.cat(parts, dim=1) if len(parts) > 1 else parts[0] for parts in zip(*row)])
+        return tuple(torch.cat(parts, dim=0) if len(parts) > 1 else parts[0] for parts in zip(*rows))
 
     @staticmethod
-    def _pool(temporal: Tensor, valid_pt: Tensor) -> Tensor:
-        """Max over valid dates ``(B, P, T, D) -> (B, P, D)``; pixels with none give 0."""
-        masked = temporal.masked_fill(~valid_pt[..., None], float("-inf"))
-        pooled = masked.amax(dim=2)
-        return torch.where(valid_pt.any(-1, keepdim=True), pooled, torch.zeros((), dtype=pooled.dtype,
-                                                                               device=pooled.device))
+    def _pool(temporal: Tensor, step_valid: Tensor) -> Tensor:
+        """Max over valid dates ``(N, P, T, D) -> (N, P, D)``; pixels with none give 0."""
+        pooled = temporal.masked_fill(~step_valid[..., None], float("-inf")).amax(dim=2)
+        return torch.where(step_valid.any(-1, keepdim=True), pooled,
+                           torch.zeros((), dtype=pooled.dtype, device=pooled.device))
 
     def features(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
         """Per-pixel features before the head, ``(B, P, D)``."""
-        spatial, temporal, valid_pt = self._encode(x, positions, valid)
-        pooled = self._pool(temporal, valid_pt)
-        if self.sta is None:
-            return pooled
-        pixel_valid = valid_pt.any(-1)
+        sta = self.sta
+        if sta is None:
+            return self._run_blocks(x, positions, valid, lambda s, y, v: (self._pool(y, v),))[0]
+        q, k, pooled = self._run_blocks(
+            x, positions, valid, lambda s, y, v: (sta.queries(y, v), sta.keys(s, v), self._pool(y, v))
+        )
+        pixel_valid = valid.bool().flatten(2).any(1)
         pixel_valid = pixel_valid | ~pixel_valid.any(-1, keepdim=True)  # a window with no valid pixel: all keys
-        return self.sta(temporal, spatial, pooled, valid_pt[..., None], pixel_valid[:, None, None])
+        if not self.pixel_chunk:
+            return sta.attend(q, k, pooled, pixel_valid)
+        return torch.cat([sta.attend(q[i:i + 1], k[i:i + 1], pooled[i:i + 1], pixel_valid[i:i + 1])
+                          for i in range(q.shape[0])])
 
     # -- public -----------------------------------------------------------------------------------------------------
     def forward(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
@@ -189,7 +226,7 @@ class STCLN(nn.Module):
     def temporal_features(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
         """The temporal encoder's output per date, ``(B, T, D, H, W)`` (for masked pre-training)."""
         b, t, _, h, w = x.shape
-        _, temporal, _ = self._encode(x, positions, valid)
+        (temporal,) = self._run_blocks(x, positions, valid, lambda s, y, v: (y,))
         return temporal.permute(0, 2, 3, 1).reshape(b, t, -1, h, w)
 
     def backbone_state_dict(self) -> dict[str, Tensor]:

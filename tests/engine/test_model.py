@@ -135,3 +135,26 @@ def test_analytic_flops_match_torch_flop_counter(preset):
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:  # the math path shows SDPA as counted bmm's
         model(x, positions, valid)
     assert counter.get_total_flops() / (b * h * w) == pytest.approx(flops_per_pixel(config, t, h, w), rel=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["paper", "lite"])
+def test_chunked_inference_path_gives_the_same_result(preset):
+    from engine.model.fast import inference_context, prepare_for_inference
+
+    torch.manual_seed(2)
+    model = STCLN(make_config(preset, in_channels=4, num_classes=5)).eval()
+    with torch.no_grad():
+        model.sta.gamma.fill_(0.5)
+    x, positions, valid = _inputs(3, 4, 4, 5, 7)
+    valid[1, :, 0, :3] = False
+    with torch.no_grad():
+        reference = model(x, positions, valid)
+        features = model.temporal_features(x, positions, valid)
+    fast = prepare_for_inference(model, "cpu")
+    fast.pixel_chunk = 4  # 35 pixels per window: uneven chunks
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x, positions, valid), reference, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fast.temporal_features(x, positions, valid), features, rtol=1e-4, atol=1e-4)
+        with inference_context("cpu", "bf16"):
+            low = fast(x, positions, valid).float()
+    assert (low.argmax(1) == reference.argmax(1)).float().mean() > 0.9
