@@ -118,8 +118,9 @@ class RasterGrid:
         corners = [self.world_to_pixel(x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
         px = [c[0] for c in corners]
         py = [c[1] for c in corners]
-        x0, y0 = math.floor(min(px)), math.floor(min(py))
-        x1, y1 = math.ceil(max(px)), math.ceil(max(py))
+        eps = 1e-6  # reprojection round-off must not add a pixel row or column
+        x0, y0 = math.floor(min(px) + eps), math.floor(min(py) + eps)
+        x1, y1 = math.ceil(max(px) - eps), math.ceil(max(py) - eps)
         return self.clip_window(x0, y0, x1 - x0, y1 - y0)
 
     def same_as(self, other: "RasterGrid", tolerance: float = 1e-6) -> bool:
