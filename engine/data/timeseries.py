@@ -502,3 +502,35 @@ def open_time_series(
         paths=paths,
         open_args=open_args,
     )
+
+
+def describe_images(images: Iterable[str], layout: str = "per-date"
+                    ) -> list[tuple[str, Optional[dt.date], list[str]]]:
+    """For each image: its path, the acquisition date found (None if none) and its band names, for a preview.
+
+    For multi-date rasters (``per-band``, ``stack``) the date is the earliest one found in its bands. A file that
+    cannot be read gets ``(path, None, [])``; ``open_time_series`` reports the problem in full.
+    """
+    described: list[tuple[str, Optional[dt.date], list[str]]] = []
+    for path in (str(p) for p in images):
+        try:
+            dataset = _open(path, "image")
+        except EngineError:
+            described.append((path, None, []))
+            continue
+        if layout == "per-date":
+            time = _dataset_time(dataset, path)
+            names = [canonical_band_name(d) for d in _descriptions(dataset)]
+            if not _complete_names(names):
+                token = _band_from_filename(path) if dataset.RasterCount == 1 else None
+                names = [token] if token else [f"B{b}" for b in range(1, dataset.RasterCount + 1)]
+        else:
+            times = [t for t in (_band_time(dataset, b) for b in range(1, dataset.RasterCount + 1)) if t]
+            time = min(times) if times else None
+            if layout == "per-band":
+                names = [_band_from_filename(path) or strip_date(Path(path).stem) or "B1"]
+            else:
+                names = [canonical_band_name(strip_date(d)) for d in _descriptions(dataset)]
+                names = list(dict.fromkeys(n for n in names if n))
+        described.append((path, time.date() if time else None, names))
+    return described

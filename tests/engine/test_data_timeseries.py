@@ -299,3 +299,13 @@ def test_band_counts_and_names_mismatch(tmp_path, per_date):
         open_time_series(per_date, band_names=["a", "b", "c"])
     with pytest.raises(EngineError, match="Unknown layout"):
         open_time_series(per_date, layout="cube")
+
+
+def test_describe_images(tmp_path, per_date):
+    from engine.data.timeseries import describe_images
+
+    nodate = write_raster(tmp_path / "plain.tif", ramp(0, 1))
+    rows = describe_images(per_date + [nodate, str(tmp_path / "missing.tif")])
+    assert rows[0] == (per_date[0], dt.date(2021, 7, 1), ["B04", "B08"])
+    assert rows[3] == (nodate, None, ["B1"])
+    assert rows[4][1:] == (None, [])
