@@ -290,8 +290,8 @@ def rasterize_fields(
     field_classes = {fid: value for fid, value in field_class_all.items() if field_pixels[fid] > 0}
     empty_fields = len(field_class_all) - len(field_classes)
     if empty_fields:
-        warnings.append(f"{empty_fields} polygon(s) cover no pixel centre (smaller than a pixel, at the raster's edge, or overlapped) "
-                        "and were left out.")
+        warnings.append(f"{empty_fields} polygon(s) cover no pixel centre (smaller than a pixel, at the raster's "
+                        "edge, or overlapped) and were left out.")
 
     present = {value for value in field_class_all.values()}
     no_pixels = [info for info in classes if info.value in present and class_pixels.get(info.value, 0) == 0]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
-from osgeo import gdal, osr
+from osgeo import gdal
 
 from ..errors import EngineError
 from .dates import DateLike, date_from_filename, date_from_metadata, parse_date, parse_user_dates, strip_date

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from data_helpers import ORIGIN, UTM33, write_raster
+from data_helpers import ORIGIN, write_raster
 from osgeo import gdal
 
 from engine.data import RasterGrid, open_time_series
