@@ -227,6 +227,10 @@ def _stack(dataset: gdal.Dataset, path: str, order: str, band_names: Optional[Se
 
     entries = [[(0, band_number(t, c)) for c in range(n_bands)] for t in range(n_dates)]
     times = [band_times[band_number(t, 0) - 1] for t in range(n_dates)]
+    if all(band_times) and any(band_times[b - 1] != times[t] for t, row in enumerate(entries) for _, b in row):
+        other = STACK_ORDERS[1 - STACK_ORDERS.index(order)]
+        raise EngineError(f"The band dates of the stack '{path}' do not follow the '{order}' order (each date's "
+                          f"bands together). Choose the '{other}' stack order.")
     descriptions = _descriptions(dataset)
     names = [canonical_band_name(strip_date(descriptions[band_number(0, c) - 1])) for c in range(n_bands)]
     if not _complete_names(names):

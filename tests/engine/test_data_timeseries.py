@@ -99,6 +99,8 @@ def test_stack_date_major_and_band_major(tmp_path):
                               descriptions=[f"{d.isoformat()}_{b}" for d in dates for b in ("B4", "B8")])
     series = open_time_series([date_major], layout="stack")
     assert series.dates == dates and series.band_names == ["B04", "B08"]
+    with pytest.raises(EngineError, match="Choose the 'date-major' stack order"):
+        open_time_series([date_major], layout="stack", stack_order="band-major")
     np.testing.assert_array_equal(series.read(0, 0, W, H)[0], cube)
     band_major = write_raster(tmp_path / "bm.tif", cube.transpose(1, 0, 2, 3).reshape(6, H, W))
     series = open_time_series([band_major], layout="stack", stack_order="band-major", dates=dates,
