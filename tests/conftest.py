@@ -15,6 +15,11 @@ PLUGIN_PATH = REPO / "build" / "pluginpath"
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+# QGIS's own ``processing`` package must win over the repository's ``processing/`` folder (the plugin's provider,
+# imported as ``cropmapper.processing``), so QGIS's Python plugins folder goes before the repository root.
+_QGIS_PLUGINS = Path(sys.base_prefix) / "share" / "qgis" / "python" / "plugins"
+if _QGIS_PLUGINS.is_dir():
+    sys.path.insert(0, str(_QGIS_PLUGINS))
 
 
 def _link_plugin() -> None:

@@ -1,0 +1,112 @@
+"""The dependency installer: what is missing, which interpreter, the pip command, a real install into a target."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cropmapper.ui import installer
+
+
+def test_finds_installed_and_missing_packages():
+    found = {d.name: d for d in installer.check_dependencies({"torch": "2.1", "einops": "0.6"})}
+    assert installer.version_tuple(found["torch"].found) >= (2, 1)
+    assert found["einops"].found == importlib.metadata.version("einops")
+    assert installer.missing_dependencies({"torch": "2.1", "einops": "0.6"}) == []
+    missing = installer.missing_dependencies({"torch": "999.0", "surely-not-a-package-xyz": "1.0"})
+    assert [d.name for d in missing] == ["torch", "surely-not-a-package-xyz"]
+    assert "too old" in missing[0].problem and "not installed" in missing[1].problem
+
+
+def test_version_tuple_ignores_local_suffixes():
+    assert installer.version_tuple("2.13.0+cpu") == (2, 13, 0)
+    assert installer.version_tuple("0.8.2") > installer.version_tuple("0.6")
+    assert installer.version_tuple("garbage") == ()
+
+
+def test_packages_folder_is_per_python_version(tmp_path):
+    folder = installer.packages_dir((3, 11, 2), root=tmp_path)
+    assert folder == tmp_path / "py3.11"
+    assert installer.add_packages_dir_to_path(folder) is False  # does not exist yet
+    folder.mkdir()
+    try:
+        assert installer.add_packages_dir_to_path(folder) is True
+        assert sys.path[0] == str(folder)
+        assert installer.add_packages_dir_to_path(folder) is False  # only once
+    finally:
+        sys.path.remove(str(folder))
+
+
+def test_interpreter_candidates_per_os():
+    none = lambda name: None  # noqa: E731 - no PATH lookups
+    linux = installer.python_candidates("/usr/bin/qgis", None, "/usr", "linux", (3, 11), which=none)
+    assert linux[0] == "/usr/bin/python3.11"
+    windows = installer.python_candidates(
+        r"C:\OSGeo4W\bin\qgis-bin.exe", None, r"C:\OSGeo4W\apps\Python39", "win32", (3, 9), which=none
+    )
+    assert windows[0].endswith("Python39/python.exe") or windows[0].endswith("Python39\\python.exe")
+    mac = installer.python_candidates(
+        "/Applications/QGIS.app/Contents/MacOS/QGIS", None, "/Applications/QGIS.app/Contents/Frameworks/Python.framework/Versions/3.9",
+        "darwin", (3, 9), which=none,
+    )
+    assert "/Applications/QGIS.app/Contents/MacOS/bin/python3" in mac
+    # A real Python interpreter (venv, python.exe) is taken as it is.
+    assert installer.python_candidates("/x/.venv/bin/python", None, "/x/.venv", "linux", (3, 11), which=none)[0] == (
+        "/x/.venv/bin/python"
+    )
+
+
+def test_find_python_inside_qgis_is_not_qgis(monkeypatch):
+    """Inside QGIS sys.executable is the qgis binary: the installer must find the Python QGIS embeds instead."""
+    monkeypatch.setattr(sys, "executable", "/usr/bin/qgis")
+    monkeypatch.setattr(sys, "_base_executable", "/usr/bin/qgis", raising=False)
+    python = installer.find_python()
+    assert Path(python).name.startswith("python")
+    assert installer.interpreter_version(python) == sys.version_info[:2]
+    # That interpreter is the one QGIS's Python libraries belong to: it can import qgis.core.
+    out = subprocess.run([python, "-c", "import qgis.core; print('ok')"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_constraints_pin_qgis_numpy_only(tmp_path):
+    path = installer.write_constraints(tmp_path)
+    pins = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    assert pins == [f"numpy=={importlib.metadata.version('numpy')}"]
+
+
+def test_pip_command_cpu_and_cuda(tmp_path):
+    constraints = tmp_path / "c.txt"
+    cpu = installer.pip_command("/usr/bin/python3.11", tmp_path / "py3.11", installer.requirement_specs(), constraints)
+    assert cpu[:4] == ["/usr/bin/python3.11", "-m", "pip", "install"]
+    assert cpu[cpu.index("--target") + 1] == str(tmp_path / "py3.11")
+    assert cpu[cpu.index("--constraint") + 1] == str(constraints)
+    assert cpu[cpu.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
+    assert cpu[-2:] == ["torch==2.13.0", "einops==0.8.2"]
+    assert not any("rasterio" in part or "pyproj" in part for part in cpu)
+    cuda = installer.pip_command("python", tmp_path, ["torch==2.13.0"], cuda="cu121")
+    assert cuda[cuda.index("--index-url") + 1] == "https://download.pytorch.org/whl/cu121"
+    plain = installer.pip_command("python", tmp_path, ["einops"], index_url=None)
+    assert "--index-url" not in plain
+
+
+@pytest.mark.timeout(300)
+def test_installs_a_pure_python_package_into_a_target(tmp_path):
+    target = installer.packages_dir(sys.version_info, root=tmp_path / "python_packages")
+    lines: list[str] = []
+    result = installer.install(
+        target=target, requirements=["einops==0.8.2"], index_url=None, extra_args=["--no-deps"], log=lines.append
+    )
+    try:
+        assert result.ok, "\n".join(lines)
+        assert lines[0].startswith("$ ") and "--target" in lines[0]
+        assert (target / "einops" / "__init__.py").is_file()
+        assert list(target.glob("einops-0.8.2.dist-info"))
+        assert str(target) == sys.path[0]  # usable at once
+        assert not list(target.glob("numpy*"))
+    finally:
+        if str(target) in sys.path:
+            sys.path.remove(str(target))

@@ -1,0 +1,107 @@
+"""Styles for the results: the class map (paletted, names and colours from the model's class table), the confidence
+layer (a pseudocolour ramp over 0..1) and the field-level vector (categorised by the predicted class)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsColorRampShader,
+    QgsFillSymbol,
+    QgsPalettedRasterRenderer,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsRendererCategory,
+    QgsSingleBandPseudoColorRenderer,
+    QgsStyle,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtGui import QColor
+
+from ..engine.classes import ClassTable
+
+CONFIDENCE_RAMP = "Viridis"
+
+
+def class_renderer(layer: QgsRasterLayer, classes: ClassTable, band: int = 1) -> QgsPalettedRasterRenderer:
+    """A paletted renderer with one entry per class (value, colour, name); 0 (no data) stays transparent."""
+    entries = [QgsPalettedRasterRenderer.Class(c.value, QColor(*c.color), c.name) for c in classes]
+    return QgsPalettedRasterRenderer(layer.dataProvider(), band, entries)
+
+
+def style_class_map(layer: QgsRasterLayer, classes: ClassTable) -> None:
+    """Applies the class palette to ``layer`` and makes value 0 transparent."""
+    layer.setRenderer(class_renderer(layer, classes))
+    layer.dataProvider().setNoDataValue(1, 0)
+    layer.triggerRepaint()
+
+
+def style_confidence(layer: QgsRasterLayer, minimum: float = 0.0, maximum: float = 1.0) -> None:
+    """A continuous pseudocolour ramp from low (dark) to high (bright) confidence."""
+    ramp = QgsStyle.defaultStyle().colorRamp(CONFIDENCE_RAMP)
+    shader_function = QgsColorRampShader(minimum, maximum, ramp)
+    shader_function.setColorRampType(QgsColorRampShader.Interpolated)
+    shader_function.classifyColorRamp(5, -1)
+    shader = QgsRasterShader(minimum, maximum)
+    shader.setRasterShaderFunction(shader_function)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(minimum)
+    renderer.setClassificationMax(maximum)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
+def class_field_of(layer: QgsVectorLayer, candidates=("class_name", "predicted", "class", "crop")) -> Optional[str]:
+    """The field of the field-level vector that holds the predicted class name."""
+    names = [f.name() for f in layer.fields()]
+    for wanted in candidates:
+        for name in names:
+            if name.lower() == wanted:
+                return name
+    return None
+
+
+def style_fields(layer: QgsVectorLayer, classes: ClassTable, field: Optional[str] = None) -> bool:
+    """Categorises the field-level polygons by their predicted class name; False when no such field exists."""
+    field = field or class_field_of(layer)
+    if field is None:
+        return False
+    categories = []
+    for info in classes:
+        symbol = QgsFillSymbol.createSimple(
+            {"color": "{},{},{},255".format(*info.color), "outline_color": "35,35,35,255", "outline_width": "0.2"}
+        )
+        categories.append(QgsRendererCategory(info.name, symbol, info.name))
+    layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
+    layer.triggerRepaint()
+    return True
+
+
+def write_class_style(map_path: str, classes: ClassTable) -> Optional[str]:
+    """Saves the class palette as ``<map>.qml`` beside the map, so that QGIS styles it whenever it is loaded."""
+    layer = QgsRasterLayer(map_path, Path(map_path).stem, "gdal")
+    if not layer.isValid():
+        return None
+    style_class_map(layer, classes)
+    _message, ok = layer.saveDefaultStyle()
+    return str(Path(map_path).with_suffix(".qml")) if ok else None
+
+
+def write_confidence_style(path: str) -> Optional[str]:
+    """Saves the confidence ramp as ``<confidence>.qml``."""
+    layer = QgsRasterLayer(path, Path(path).stem, "gdal")
+    if not layer.isValid():
+        return None
+    style_confidence(layer)
+    _message, ok = layer.saveDefaultStyle()
+    return str(Path(path).with_suffix(".qml")) if ok else None
+
+
+def palette_of(layer: QgsRasterLayer) -> list[tuple[int, str, tuple[int, int, int]]]:
+    """(value, label, rgb) of a paletted layer, for tests and the results panel."""
+    renderer = layer.renderer()
+    if not isinstance(renderer, QgsPalettedRasterRenderer):
+        return []
+    return [(c.value, c.label, (c.color.red(), c.color.green(), c.color.blue())) for c in renderer.classes()]

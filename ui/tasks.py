@@ -1,0 +1,144 @@
+"""QgsTask wrappers around engine steps: the work runs in a worker thread, GUI work only in ``finished()``.
+
+Every task ends with a typed ``TaskResult`` (success / failure / cancelled) emitted by ``done`` in the GUI thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import shutil
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from qgis.core import Qgis, QgsMessageLog, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
+
+from ..engine.errors import CancelledError, EngineError
+
+LOG_TAG = "CropMapper"
+Job = Callable[[Callable[[float, str], None], Callable[[], bool]], Any]
+
+
+class Status(enum.Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class TaskResult:
+    """What a task produced: the job's return value on success, a message (and details) otherwise."""
+
+    status: Status
+    value: Any = None
+    message: str = ""
+    details: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.SUCCESS
+
+
+class EngineTask(QgsTask):
+    """Runs ``job(progress, cancelled)`` in the background.
+
+    ``message`` carries the engine's progress text; ``progressChanged`` (QgsTask's) the percentage; ``done`` the
+    ``TaskResult``. Engine errors become a FAILURE with the engine's message; anything else a FAILURE whose traceback
+    goes to the QGIS message log.
+    """
+
+    message = pyqtSignal(str)
+    done = pyqtSignal(object)  # TaskResult
+
+    def __init__(self, description: str, job: Job, cleanup: Optional[Callable[[], None]] = None) -> None:
+        super().__init__(description, QgsTask.CanCancel)
+        self.job = job
+        self.cleanup = cleanup
+        self.result: Optional[TaskResult] = None
+
+    def _progress(self, fraction: float, text: str) -> None:
+        self.setProgress(max(0.0, min(100.0, 100.0 * fraction)))
+        if text:
+            self.message.emit(text)
+
+    def run(self) -> bool:
+        try:
+            value = self.job(self._progress, self.isCanceled)
+            if self.isCanceled():
+                raise CancelledError("Cancelled by the user.")
+            self.result = TaskResult(Status.SUCCESS, value)
+        except CancelledError:
+            self.result = TaskResult(Status.CANCELLED, message="Cancelled: nothing was written.")
+        except EngineError as exc:
+            self.result = TaskResult(Status.FAILURE, message=str(exc), details=traceback.format_exc())
+        except Exception as exc:  # noqa: BLE001 - an unexpected error must reach the user, not the task manager
+            self.result = TaskResult(
+                Status.FAILURE, message=f"Unexpected error: {exc}. Details are in the CropMapper log.",
+                details=traceback.format_exc(),
+            )
+        if not self.result.ok and self.cleanup is not None:
+            try:
+                self.cleanup()
+            except Exception:  # noqa: BLE001
+                QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Warning)
+        return self.result.ok
+
+    def finished(self, ok: bool) -> None:  # noqa: ARG002 - the result says it all
+        result = self.result or TaskResult(Status.CANCELLED, message="Cancelled before it started.")
+        if result.status is Status.FAILURE:
+            QgsMessageLog.logMessage(f"{self.description()}: {result.message}\n{result.details}", LOG_TAG, Qgis.Critical)
+        elif result.status is Status.CANCELLED:
+            QgsMessageLog.logMessage(f"{self.description()}: {result.message}", LOG_TAG, Qgis.Info)
+        self.done.emit(result)
+
+
+class StagedFolder:
+    """Outputs are written into a hidden sibling ``.<name>.<id>.partial`` of ``folder`` and moved into ``folder`` only
+    on ``commit``; ``discard`` deletes them. So a cancelled or failed run leaves nothing behind, not even the outputs
+    of the steps that had completed (the engine's atomic writes only cover one file each)."""
+
+    def __init__(self, folder: str) -> None:
+        self.final = Path(folder)
+        self.partial = self.final.with_name(f".{self.final.name}.{uuid.uuid4().hex[:8]}.partial")
+
+    def create(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.partial.mkdir()
+        return self.partial
+
+    def commit(self) -> Path:
+        if not self.final.exists():
+            self.partial.rename(self.final)
+            return self.final
+        for child in sorted(self.partial.iterdir()):
+            target = self.final / child.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(child, target)
+        self.partial.rmdir()
+        return self.final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def final_path(self, path: Optional[str]) -> Optional[str]:
+        """Where a file written under the partial folder is after ``commit``."""
+        if not path:
+            return path
+        try:
+            return str(self.final / Path(path).relative_to(self.partial))
+        except ValueError:
+            return path
+
+    def __enter__(self) -> Path:
+        return self.create()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
