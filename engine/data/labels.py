@@ -132,15 +132,6 @@ def _class_key(feature: ogr.Feature, index: int, kind: str) -> Optional[Union[st
     return int(value) or None
 
 
-def _grid_polygon(grid: RasterGrid) -> ogr.Geometry:
-    ring = ogr.Geometry(ogr.wkbLinearRing)
-    for px, py in ((0, 0), (grid.width, 0), (grid.width, grid.height), (0, grid.height), (0, 0)):
-        ring.AddPoint_2D(*grid.pixel_to_world(px, py))
-    polygon = ogr.Geometry(ogr.wkbPolygon)
-    polygon.AddGeometry(ring)
-    return polygon
-
-
 def _read_features(layer: ogr.Layer, index: int, kind: str, transform, vector: str
                    ) -> tuple[list[_Feature], int]:
     features: list[_Feature] = []
@@ -207,8 +198,13 @@ def rasterize_fields(
         raise EngineError(f"No polygon of '{vector}' has a class in the field '{class_field}'. Choose the field "
                           "holding the crop class, and make sure the layer holds polygons.")
 
-    extent = _grid_polygon(grid)
-    inside = [f for f in features if f.geometry.Intersects(extent)]
+    # Envelopes, not exact intersection: robust to invalid (self-intersecting) polygons, which GDAL still burns.
+    gxmin, gymin, gxmax, gymax = grid.bounds
+    inside = []
+    for f in features:
+        xmin, xmax, ymin, ymax = f.geometry.GetEnvelope()
+        if xmin < gxmax and xmax > gxmin and ymin < gymax and ymax > gymin:
+            inside.append(f)
     if not inside:
         envelopes = np.array([f.geometry.GetEnvelope() for f in features])
         bounds = (envelopes[:, 0].min(), envelopes[:, 2].min(), envelopes[:, 1].max(), envelopes[:, 3].max())

@@ -160,3 +160,11 @@ def test_no_classes_at_all(tmp_path):
     path = write_vector(tmp_path / "f.gpkg", [pixel_box(1, 1, 4, 4)], [{"crop": ""}])
     with pytest.raises(EngineError, match="No polygon.*has a class"):
         rasterize_fields(path, GRID, "crop")
+
+
+def test_invalid_self_intersecting_polygon(tmp_path):
+    o = ORIGIN
+    bowtie = f"POLYGON(({o[0]} {o[1]},{o[0] + 80} {o[1] - 80},{o[0] + 80} {o[1]},{o[0]} {o[1] - 80},{o[0]} {o[1]}))"
+    path = write_vector(tmp_path / "f.gpkg", [bowtie, pixel_box(10, 10, 14, 14)], [{"crop": "a"}, {"crop": "b"}])
+    result = rasterize_fields(path, GRID, "crop")
+    assert result.class_pixels[1] > 0 and result.class_pixels[2] == 16
