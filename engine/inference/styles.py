@@ -21,16 +21,17 @@ def _hex(color) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def apply_class_colors(band, classes: ClassTable) -> None:
+def apply_class_colors(band, classes: ClassTable, colors: bool = True) -> None:
     """Sets the colour table (0 = transparent nodata) and category names on an open GDAL band."""
     from osgeo import gdal
 
-    table = gdal.ColorTable()
-    table.SetColorEntry(0, (0, 0, 0, 0))
-    for info in classes:
-        table.SetColorEntry(info.value, (*(int(c) for c in info.color), 255))
-    band.SetRasterColorTable(table)
-    band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+    if colors:
+        table = gdal.ColorTable()
+        table.SetColorEntry(0, (0, 0, 0, 0))
+        for info in classes:
+            table.SetColorEntry(info.value, (*(int(c) for c in info.color), 255))
+        band.SetRasterColorTable(table)
+        band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
     band.SetCategoryNames([NODATA_NAME] + [info.name for info in classes])
 
 
@@ -98,17 +99,18 @@ def write_qml(raster_path: str | os.PathLike, text: str) -> str:
 
 
 def write_class_style(raster_path: str | os.PathLike, classes: ClassTable, qml: bool = True) -> str | None:
-    """Styles an existing class GeoTIFF in place (colour table, category names) and writes its ``.qml`` sidecar.
+    """Styles an existing class GeoTIFF (colour table if it has none, category names) and writes its ``.qml`` sidecar.
 
-    Returns the sidecar's path (``None`` when ``qml`` is False).
+    GeoTIFF keeps category names in the ``.aux.xml`` sidecar, so they are set here, on the final file name.
+    Returns the ``.qml`` path (``None`` when ``qml`` is False).
     """
     from osgeo import gdal
 
+    gdal.UseExceptions()
     dataset = gdal.Open(str(raster_path), gdal.GA_Update)
-    if dataset is None:
-        raise FileNotFoundError(raster_path)
     try:
-        apply_class_colors(dataset.GetRasterBand(1), classes)
+        band = dataset.GetRasterBand(1)
+        apply_class_colors(band, classes, colors=band.GetColorTable() is None)
     finally:
         dataset = None
     return write_qml(raster_path, class_qml(classes)) if qml else None

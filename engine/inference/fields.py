@@ -1,0 +1,162 @@
+"""Field-level results: for every polygon, the class with the highest mean probability and that probability.
+
+Where the probabilities come from, without ever holding a whole raster:
+- from ``predict_raster(..., field_vector=...)``: while mapping, each block's field-id raster is burnt from the
+  polygons and the class probabilities are summed per polygon (``PredictRasterResult.field_stats``); nothing is
+  read again. This is what the pipeline does.
+- from a probability stack GeoTIFF (``out_probabilities`` of ``predict_raster``, or its path): it is read block by
+  block and summed the same way.
+
+The output GeoPackage holds every polygon of the input layer with its original geometry, CRS and attributes, plus
+``crop_class`` (class name), ``crop_value`` (class value 1..K), ``crop_prob`` (mean probability of that class over
+the polygon's mapped pixels, 0..1) and ``crop_pixels`` (mapped pixels whose centre lies in the polygon). Polygons
+without a mapped pixel (outside the image, or only clouds) get NULL in the first three. Fields of the input named
+like these are overwritten. Where polygons overlap, a pixel counts for the one drawn last.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from ..atomic import atomic_output, check_writable
+from ..classes import ClassTable
+from ..errors import EngineError
+from ..progress import CancelledCallback, ProgressCallback, Reporter
+from .raster import FieldStats, PredictRasterResult
+from .tiling import block_windows
+from .vectors import PolygonBurner, open_polygon_layer
+
+OUTPUT_FIELDS = ("crop_class", "crop_value", "crop_prob", "crop_pixels")
+
+
+def field_results(
+    bundle_classes: ClassTable,
+    probabilities_source: Union[PredictRasterResult, FieldStats, str, os.PathLike],
+    vector: Union[str, os.PathLike],
+    out_gpkg: Union[str, os.PathLike],
+    layer: Optional[str] = None,
+    block: int = 512,
+    progress: Optional[ProgressCallback] = None,
+    cancelled: Optional[CancelledCallback] = None,
+) -> str:
+    """Writes the per-polygon class and probability of ``vector`` (layer ``layer``) to ``out_gpkg``; returns its path.
+
+    ``probabilities_source``: a ``PredictRasterResult`` (its ``field_stats`` when it gathered them for this layer,
+    else its probability stack), ``FieldStats``, or the path of a probability stack GeoTIFF.
+    """
+    reporter = Reporter(progress, cancelled)
+    out_gpkg = check_writable(out_gpkg)
+    if Path(out_gpkg).resolve() == Path(vector).resolve():
+        raise EngineError("The field results would overwrite the input polygons. Choose another output file.")
+    stats = _stats_from(probabilities_source, bundle_classes, str(vector), layer, block, reporter.span(0.0, 0.7))
+    if stats.sums.shape[1] != len(bundle_classes):
+        raise EngineError(
+            f"The probabilities hold {stats.sums.shape[1]} classes but the model has {len(bundle_classes)}."
+        )
+    reporter.report(0.7, "Writing field results")
+    means = stats.sums / np.maximum(stats.counts, 1)[:, None]
+    best = means.argmax(axis=1)
+    by_fid = {fid: i for i, fid in enumerate(stats.fids, start=1)}
+    _write_gpkg(str(vector), layer, out_gpkg, bundle_classes, by_fid, best, means, stats.counts, reporter)
+    reporter.report(1.0, "Field results written")
+    return str(out_gpkg)
+
+
+def _stats_from(source, classes: ClassTable, vector: str, layer: Optional[str], block: int,
+                reporter: Reporter) -> FieldStats:
+    if isinstance(source, FieldStats):
+        return source
+    if isinstance(source, PredictRasterResult):
+        stats = source.field_stats
+        if stats is not None and _same_layer(stats, vector, layer):
+            return stats
+        if source.probabilities_path:
+            return stats_from_stack(source.probabilities_path, vector, layer, block, reporter)
+        raise EngineError(
+            "Field results need the class probabilities: map with the fields layer given (field_vector), or write "
+            "the probability stack."
+        )
+    return stats_from_stack(str(source), vector, layer, block, reporter)
+
+
+def _same_layer(stats: FieldStats, vector: str, layer: Optional[str]) -> bool:
+    try:
+        same_file = Path(stats.vector).resolve() == Path(vector).resolve()
+    except OSError:
+        same_file = stats.vector == vector
+    return same_file and (stats.layer or None) == (layer or None)
+
+
+def stats_from_stack(stack_path: str, vector: str, layer: Optional[str], block: int = 512,
+                     reporter: Optional[Reporter] = None) -> FieldStats:
+    """Per-polygon probability sums from a probability stack GeoTIFF, read block by block."""
+    from osgeo import gdal
+
+    from ..data.grid import RasterGrid
+
+    reporter = reporter or Reporter()
+    gdal.UseExceptions()
+    try:
+        dataset = gdal.Open(str(stack_path))
+    except RuntimeError as exc:
+        raise EngineError(f"Cannot open the probability raster '{stack_path}': {exc}.") from None
+    grid = RasterGrid.from_dataset(dataset)
+    burner = PolygonBurner(vector, layer, grid, purpose="field")
+    k = dataset.RasterCount
+    stats = FieldStats(vector, layer, burner.fids, np.zeros((burner.count + 1, k)), np.zeros(burner.count + 1, np.int64))
+    windows = block_windows(grid.width, grid.height, block)
+    for n, (x0, y0, w, h) in enumerate(windows):
+        reporter.report(n / len(windows), "Summing probabilities per field")
+        probs = dataset.ReadAsArray(x0, y0, w, h).astype(np.float32).reshape(k, h, w)
+        stats.add(burner.burn(x0, y0, w, h), probs, probs.max(axis=0) > 0)
+    return stats
+
+
+def _write_gpkg(vector: str, layer: Optional[str], out_gpkg: Path, classes: ClassTable, by_fid: dict[int, int],
+                best: np.ndarray, means: np.ndarray, counts: np.ndarray, reporter: Reporter) -> None:
+    from osgeo import ogr
+
+    dataset, source = open_polygon_layer(vector, layer, "field")
+    definition = source.GetLayerDefn()
+    with atomic_output(out_gpkg) as tmp:
+        target_ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
+        if target_ds is None:
+            raise EngineError(f"Cannot create the GeoPackage '{out_gpkg}'. Check the folder.")
+        target = target_ds.CreateLayer(source.GetName(), source.GetSpatialRef(), source.GetGeomType(),
+                                       ["GEOMETRY_NAME=geom"])
+        field_map = []
+        for i in range(definition.GetFieldCount()):
+            field_defn = definition.GetFieldDefn(i)
+            if field_defn.GetName().lower() in OUTPUT_FIELDS:
+                field_map.append(-1)
+                continue
+            target.CreateField(field_defn)
+            field_map.append(target.GetLayerDefn().GetFieldCount() - 1)
+        target.CreateField(ogr.FieldDefn("crop_class", ogr.OFTString))
+        target.CreateField(ogr.FieldDefn("crop_value", ogr.OFTInteger))
+        target.CreateField(ogr.FieldDefn("crop_prob", ogr.OFTReal))
+        target.CreateField(ogr.FieldDefn("crop_pixels", ogr.OFTInteger))
+        out_defn = target.GetLayerDefn()
+        target.StartTransaction()
+        source.ResetReading()
+        for n, feature in enumerate(source):
+            if n % 1000 == 0:
+                reporter.check()
+            out = ogr.Feature(out_defn)
+            out.SetFromWithMap(feature, 1, field_map)  # attributes and geometry as they are
+            index = by_fid.get(feature.GetFID())
+            pixels = int(counts[index]) if index is not None else 0
+            out.SetField("crop_pixels", pixels)
+            if pixels > 0:
+                value = int(best[index]) + 1
+                out.SetField("crop_class", classes[value - 1].name)
+                out.SetField("crop_value", value)
+                out.SetField("crop_prob", float(means[index, value - 1]))
+            target.CreateFeature(out)
+        target.CommitTransaction()
+        target_ds = None
+    dataset = None
