@@ -55,8 +55,8 @@ class ModelBundle:
 
     # -- header --------------------------------------------------------------------------------------------------------
     def header(self) -> dict[str, Any]:
-        """The JSON-able header stored beside the weights."""
-        return {
+        """The JSON-able header stored beside the weights (numpy values in provenance become plain numbers)."""
+        header = {
             "format_version": FORMAT_VERSION,
             "kind": self.kind,
             "config": self.config.to_dict(),
@@ -71,6 +71,7 @@ class ModelBundle:
             "provenance": self.provenance,
             "split": self.split,
         }
+        return json.loads(json.dumps(header, default=_json_default))
 
     @property
     def num_classes(self) -> int:
@@ -80,7 +81,7 @@ class ModelBundle:
     def save(self, path: str | Path) -> Path:
         """Writes the model file atomically (temporary name, renamed when complete)."""
         payload = {
-            MAGIC: json.dumps(self.header(), default=_json_default),
+            MAGIC: json.dumps(self.header()),
             "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.state_dict.items()},
         }
         with atomic_output(path) as tmp:
