@@ -11,6 +11,7 @@ from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
+    QgsCsException,
     QgsLayerTreeGroup,
     QgsMapLayer,
     QgsProject,
@@ -90,12 +91,15 @@ def class_counts(layer: QgsVectorLayer, field: str) -> dict[str, int]:
     return counts
 
 
-def extent_in(layer: QgsMapLayer, crs: QgsCoordinateReferenceSystem) -> QgsRectangle:
-    """The layer's extent in ``crs``."""
+def extent_in(layer: QgsMapLayer, crs: QgsCoordinateReferenceSystem) -> Optional[QgsRectangle]:
+    """The layer's extent in ``crs``; None when it cannot be transformed there (far outside that CRS's area)."""
     if layer.crs() == crs:
         return layer.extent()
     transform = QgsCoordinateTransform(layer.crs(), crs, QgsProject.instance())
-    return transform.transformBoundingBox(layer.extent())
+    try:
+        return transform.transformBoundingBox(layer.extent())
+    except QgsCsException:
+        return None
 
 
 def add_results(

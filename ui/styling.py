@@ -53,7 +53,7 @@ def style_confidence(layer: QgsRasterLayer, minimum: float = 0.0, maximum: float
     layer.triggerRepaint()
 
 
-def class_field_of(layer: QgsVectorLayer, candidates=("class_name", "predicted", "class", "crop")) -> Optional[str]:
+def class_field_of(layer: QgsVectorLayer, candidates=("crop_class", "class_name", "predicted")) -> Optional[str]:
     """The field of the field-level vector that holds the predicted class name."""
     names = [f.name() for f in layer.fields()]
     for wanted in candidates:
