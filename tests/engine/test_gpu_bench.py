@@ -91,6 +91,9 @@ def test_quick_cpu_run_writes_consistent_json(tmp_path):
         assert _close(r["recompute_factor"], (per_axis * r["tile"] / r["array_px"]) ** 2)
         assert r["px_per_s"] > 0 and _close(r["computed_px_per_s"], r["px_per_s"] * r["recompute_factor"])
 
+    host = report["host"]
+    assert host["T"] == 24 and host["px_per_s"] > 0
+
     rows = {r["tile"]: r for r in report["extrapolation"]}
     assert sorted(rows) == [32, 64]
     for tile, r in rows.items():
@@ -102,6 +105,7 @@ def test_quick_cpu_run_writes_consistent_json(tmp_path):
             assert e["flop_scaled"] is True  # quick measured T=24 only; the tile needs T=40
             assert _close(e["seconds"], r["computed_px"] / e["computed_px_per_s"])
             assert e["meets_goal"] is (e["seconds"] < 180)
+        assert _close(r["host_normalise"]["seconds"], 10980**2 / (host["px_per_s"] * 24 / 40))
 
 
 def test_extrapolation_uses_the_exact_setting_and_counts_the_overlap():
