@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="pre-trained model (.cropmodel) to start from")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--label-fraction", type=float, default=1.0, help="share of training fields to use (scarce-label studies)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test-fraction", type=float, default=0.2)
@@ -261,7 +262,7 @@ def run_pretrain(args, progress) -> dict:
 def run_train(args, progress) -> dict:
     options = pipeline.TrainOptions(
         preset=args.preset, date_encoding=args.date_encoding, epochs=args.epochs, crop=args.crop,
-        batch_size=args.batch_size, lr=args.lr, label_fraction=args.label_fraction, val_fraction=args.val_fraction,
+        batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, lr=args.lr, label_fraction=args.label_fraction, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, seed=args.seed, class_weights=not args.no_class_weights,
         patience=args.patience, device=args.device, resume=args.resume,
     )

@@ -70,6 +70,7 @@ class TrainOptions:
     epochs: int = 30
     crop: int = 32
     batch_size: int = 8
+    steps_per_epoch: Optional[int] = None
     lr: float = 1e-3
     label_fraction: float = 1.0
     val_fraction: float = 0.2
@@ -304,6 +305,7 @@ def train(
         epochs=options.epochs,
         crop=options.crop,
         batch_size=options.batch_size,
+        steps_per_epoch=options.steps_per_epoch,
         lr=options.lr,
         class_weights=options.class_weights,
         patience=options.patience,
