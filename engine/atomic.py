@@ -19,8 +19,13 @@ def check_writable(path: str | os.PathLike) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EngineError(f"Cannot create the output folder '{folder}': {exc.strerror}. Choose another folder.") from None
-    if not os.access(folder, os.W_OK):
-        raise EngineError(f"The output folder '{folder}' is not writable. Choose another folder.")
+    # Probe with a real file: permission bits say nothing for root or on a read-only file system.
+    probe = folder / f".cropmapper-write-test-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch()
+    except OSError:
+        raise EngineError(f"The output folder '{folder}' is not writable. Choose another folder.") from None
+    _remove_quietly(probe)
     return target
 
 
