@@ -57,11 +57,34 @@ def inference_context(device: torch.device | str, precision: str = "auto") -> Co
     return torch.autocast(device.type, dtype=dtype)
 
 
-def prepare_for_inference(model: nn.Module, device: torch.device | str) -> nn.Module:
-    """Moves ``model`` to ``device`` in eval mode with channels-last convolution weights and, on CPUs, chunked
-    temporal encoding. Returns the same model; its state dict is unchanged."""
+def prepare_for_inference(model: nn.Module, device: torch.device | str, precision: str = "auto") -> nn.Module:
+    """Readies ``model`` for fast prediction on ``device`` and returns it (for inference only: do not train or save
+    it afterwards).
+
+    Eval mode, channels-last convolution weights; on CPUs also chunked temporal encoding, and, where ``precision``
+    resolves to bf16, weights converted to bf16 (autocast re-casts them on every call under ``inference_mode``;
+    the model casts its input to its own dtype and returns fp32 logits). Use ``inference_context`` around calls.
+    """
     device = torch.device(device)
     model = model.to(device).eval().to(memory_format=torch.channels_last)
-    if hasattr(model, "pixel_chunk"):
-        model.pixel_chunk = CPU_PIXEL_CHUNK if device.type == "cpu" else None
+    if device.type == "cpu":
+        if hasattr(model, "pixel_chunk"):
+            model.pixel_chunk = CPU_PIXEL_CHUNK
+        if resolve_precision(device, precision) == torch.bfloat16:
+            model = model.to(torch.bfloat16)
+        _keep_freed_memory()
     return model
+
+
+@functools.lru_cache(maxsize=None)
+def _keep_freed_memory() -> None:
+    """Asks glibc to keep freed buffers (up to 32 MiB each) for re-use instead of returning them to the system:
+    otherwise every fresh activation buffer is page-faulted in again, which costs CPU inference ~10 %."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: the most glibc allows
+        libc.mallopt(-1, 1024 * 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc (Windows, macOS, musl): nothing to tune

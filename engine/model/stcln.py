@@ -62,6 +62,18 @@ def sinusoidal_encoding(positions: Tensor, d_model: int, max_period: float = 100
     return enc
 
 
+def _cpu_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, dropout_p: float) -> Tensor:
+    """Attention over few keys (the dates) for CPUs: matrix products in the input dtype, softmax in fp32.
+
+    ``bias (N, 1, 1, T)`` is 0 for keys to attend to and -inf for the others. With T ~ 24 keys and 32 channels per
+    head, torch's fused CPU kernel runs at ~15 GFLOP/s on this project's benchmark CPU (one core, bf16); this runs
+    at ~30 (the two tiny batched products dominate either way).
+    """
+    scores = torch.add(bias, torch.matmul(q, k.transpose(-1, -2)), alpha=q.shape[-1] ** -0.5)
+    weights = F.dropout(scores.softmax(-1), dropout_p, training=dropout_p > 0)
+    return torch.matmul(weights.to(v.dtype), v)
+
+
 class TransformerLayer(nn.Module):
     """Post-norm Transformer encoder layer (as ``nn.TransformerEncoderLayer``, ReLU) with fused attention."""
 
@@ -77,15 +89,31 @@ class TransformerLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, attend: Tensor) -> Tensor:
-        """``x (N, T, D)``; ``attend (N, 1, 1, T)`` bool, True = key may be attended to."""
+    def forward(self, x: Tensor, attend: Tensor, bias: Tensor | None = None) -> Tensor:
+        """``x (N, T, D)``; ``attend (N, 1, 1, T)`` bool, True = key may be attended to; ``bias``: the same as
+        an fp32 additive mask (0 / -inf), used on CPUs."""
         n, t, d = x.shape
         qkv = self.qkv(x).view(n, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(
-            qkv[0], qkv[1], qkv[2], attn_mask=attend, dropout_p=self.dropout if self.training else 0.0
-        )
-        x = self.norm1(x + self.drop(self.out(a.transpose(1, 2).reshape(n, t, d))))
-        return self.norm2(x + self.drop(self.ff2(self.drop(F.relu(self.ff1(x))))))
+        p = self.dropout if self.training else 0.0
+        if x.device.type == "cpu":
+            a = _cpu_attention(qkv[0], qkv[1], qkv[2], attention_bias(attend) if bias is None else bias, p)
+        else:
+            a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attend, dropout_p=p)
+        # in-place where autograd allows it: fewer fresh buffers (each one costs page faults on CPUs)
+        x = self.norm1(_residual(self.drop(self.out(a.transpose(1, 2).reshape(n, t, d))), x))
+        h = self.drop(F.relu(self.ff1(x), inplace=True))
+        return self.norm2(_residual(self.drop(self.ff2(h)), x))
+
+
+def _residual(y: Tensor, x: Tensor) -> Tensor:
+    """``y + x``, in place into ``y`` when that keeps the dtype of the sum (autocast may mix bf16 and fp32)."""
+    return y.add_(x) if y.dtype == torch.promote_types(y.dtype, x.dtype) else x + y
+
+
+def attention_bias(attend: Tensor) -> Tensor:
+    """Boolean key mask -> fp32 additive mask (0 where True, -inf where False)."""
+    zero = torch.zeros((), dtype=torch.float32, device=attend.device)
+    return torch.where(attend, zero, torch.full((), float("-inf"), device=attend.device))
 
 
 class STA(nn.Module):
@@ -123,7 +151,7 @@ class STA(nn.Module):
         v = self.value(pooled)
         scores = torch.matmul(q, k.to(q.dtype).transpose(1, 2)) * self.scale
         scores = scores.masked_fill(~pixel_valid[:, None, :], float("-inf"))
-        a = torch.matmul(scores.softmax(-1).to(v.dtype), v)
+        a = torch.matmul(scores.softmax(-1, dtype=torch.float32).to(v.dtype), v)
         return torch.addcmul(v, a, self.gamma.to(v.dtype))
 
 
@@ -156,6 +184,7 @@ class STCLN(nn.Module):
     def _spatial(self, x: Tensor, valid: Tensor) -> Tensor:
         """Spatial features as a ``(B, P, T, D)`` view (channels-last memory is ``(B, T, P, D)``)."""
         b, t, c, h, w = x.shape
+        x = x.to(self.head.weight.dtype)  # a model converted to bf16 (prepare_for_inference) takes fp32 input too
         x = torch.where(valid[:, :, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
         feats = self.spatial(x.reshape(b * t, c, h, w).contiguous(memory_format=torch.channels_last))
         return feats.permute(0, 2, 3, 1).reshape(b, t, h * w, -1).transpose(1, 2)
@@ -166,9 +195,10 @@ class STCLN(nn.Module):
         tokens = self.temporal_norm(spatial) + pe[:, None].to(spatial.dtype)
         # pixels with no valid date attend to everything (output ignored but finite instead of NaN)
         attend = (step_valid | ~step_valid.any(-1, keepdim=True)).reshape(n * p, 1, 1, t)
+        bias = attention_bias(attend) if spatial.device.type == "cpu" else None
         y = tokens.reshape(n * p, t, d)
         for layer in self.layers:
-            y = layer(y, attend)
+            y = layer(y, attend, bias)
         return y.reshape(n, p, t, d)
 
     def _blocks(self, b: int, p: int) -> list[tuple[slice, list[slice]]]:
@@ -221,7 +251,7 @@ class STCLN(nn.Module):
     def forward(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
         b, _, _, h, w = x.shape
         logits = self.head(self.features(x, positions, valid))
-        return logits.transpose(1, 2).reshape(b, -1, h, w)
+        return logits.float().transpose(1, 2).reshape(b, -1, h, w)
 
     def temporal_features(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
         """The temporal encoder's output per date, ``(B, T, D, H, W)`` (for masked pre-training)."""
