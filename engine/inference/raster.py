@@ -351,6 +351,8 @@ def _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, s
         for path in written:
             with contextlib.suppress(OSError):
                 path.unlink()
+        if rank == 0:  # every rank has stopped writing by now
+            shutil.rmtree(parts, ignore_errors=True)
         if error is not None:
             raise error
         raise EngineError("Another process of the distributed run failed (see its message); no map was written.")
