@@ -110,3 +110,28 @@ def test_installs_a_pure_python_package_into_a_target(tmp_path):
     finally:
         if str(target) in sys.path:
             sys.path.remove(str(target))
+
+
+@pytest.mark.timeout(300)
+def test_installer_dialog_runs_pip_in_a_task_with_a_visible_log(tmp_path, wait_for):
+    from cropmapper.ui.installer_dialog import InstallerDialog
+
+    dialog = InstallerDialog(missing=installer.missing_dependencies({"surely-not-a-package-xyz": "1.0"}))
+    assert "surely-not-a-package-xyz is not installed" in dialog.info.text()
+    results = []
+    dialog.installed.connect(results.append)
+    target = tmp_path / "py"
+    dialog.start(target=target, requirements=["einops==0.8.2"], index_url=None, extra_args=["--no-deps"])
+    assert not dialog.install_button.isEnabled()
+    try:
+        wait_for(lambda: results, timeout=240)
+    finally:
+        if str(target) in sys.path:
+            sys.path.remove(str(target))
+    assert results[0].ok, dialog.log_view.toPlainText()
+    log = dialog.log_view.toPlainText()
+    assert "--target" in log and "einops" in log
+    # torch and einops are imported in this test session: QGIS would need a restart to use new copies.
+    assert results[0].restart and "Restart QGIS" in dialog.status.text()
+    assert dialog.install_button.isEnabled()
+    dialog.close()
