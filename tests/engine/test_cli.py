@@ -19,8 +19,12 @@ REPO = Path(__file__).resolve().parents[2]
 QUICK = ["--preset", "lite", "--batch-size", "2", "--crop", "16", "--device", "cpu"]
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
+def cli(args: list) -> int:
+    return main([str(a) for a in args])
+
+
+def run_cli(args: list, capsys) -> tuple[int, str, str]:
+    code = cli(args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -43,10 +47,10 @@ def trained(scene, tmp_path_factory):
     """pretrain -> train through the CLI once for the module."""
     out = tmp_path_factory.mktemp("models")
     pre, model = out / "pre.cropmodel", out / "model.cropmodel"
-    assert main(["pretrain", *series_args(scene), *QUICK, "--epochs", "1", "--steps-per-epoch", "2", "--out", str(pre), "--quiet"]) == 0
-    assert main([
+    assert cli(["pretrain", *series_args(scene), *QUICK, "--epochs", "1", "--steps-per-epoch", "2", "--out", pre, "--quiet"]) == 0
+    assert cli([
         "train", *series_args(scene), *QUICK, "--labels", str(scene.fields), "--layer", "labelled", "--class-field", "crop",
-        "--init", str(pre), "--epochs", "1", "--steps-per-epoch", "2", "--out", str(model), "--quiet",
+        "--init", pre, "--epochs", "1", "--steps-per-epoch", "2", "--out", model, "--quiet",
     ]) == 0
     return pre, model
 
@@ -86,8 +90,9 @@ def test_predict_and_evaluate(scene, trained, tmp_path, capsys):
     assert gdal.Open(str(conf)).GetRasterBand(1).ReadAsArray().max() <= 1.0
     assert Path(str(out_map)[:-4] + ".qml").is_file() or Path(str(out_map) + ".qml").is_file() or list(tmp_path.glob("*.qml"))
 
-    layer = ogr.Open(str(fields_out)).GetLayer(0)
-    parcels = ogr.Open(str(scene.fields)).GetLayerByName("parcels")
+    # Keep the datasets referenced: an OGR layer dies with its dataset.
+    written, source = ogr.Open(str(fields_out)), ogr.Open(str(scene.fields))
+    layer, parcels = written.GetLayer(0), source.GetLayerByName("parcels")
     assert layer.GetFeatureCount() == parcels.GetFeatureCount()
     assert layer.GetLayerDefn().GetFieldIndex("parcel_id") >= 0, "original attributes are kept"
 
