@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import EngineError
 from ..model import STCLN, STCLNConfig
@@ -67,12 +68,15 @@ def finetune(
     resume: bool = False,
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
+    model_factory: Optional[Callable[[STCLNConfig], nn.Module]] = None,
 ) -> FinetuneResult:
     """Trains the classifier with cross-entropy on labelled pixels (label 0 ignored) of crops drawn around them.
 
     ``init_state``: a pre-trained backbone (its head is not loaded), or None to start from scratch. After every
     epoch the val scenes are predicted in tiles and scored (OA, mIoU); the state with the best mIoU is kept, and
     ``patience`` stops after that many epochs without improvement. ``batch_size`` is the global batch (torchrun).
+    ``model_factory`` builds another network from ``config`` (default ``STCLN``), e.g. a baseline for a study; it
+    must have ``forward(x, positions, valid) -> logits (B, K, H, W)`` (and ``load_backbone`` if ``init_state``).
     """
     k = config.num_classes
     _check_scenes(train_scenes, val_scenes, config)
@@ -80,7 +84,7 @@ def finetune(
     reporter = rt.reporter
 
     torch.manual_seed(seed)
-    model = STCLN(config)
+    model = (model_factory or STCLN)(config)
     if init_state is not None:
         try:
             model.load_backbone(init_state)
