@@ -98,6 +98,21 @@ def backend_device(device: torch.device) -> torch.device:
     return torch.device("cpu")
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) with a gradient: the gradient of a sum over ranks is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group) -> torch.Tensor:  # type: ignore[override]
+        ctx.group = group
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return _SumOverRanks.apply(grad, ctx.group), None
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the global batch of all ranks, on CPU (gloo) as well.
 
@@ -110,15 +125,13 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and is_distributed()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         xf = x.float()
         n_local = torch.tensor([xf.numel() / xf.shape[1]], dtype=torch.float32, device=x.device)
-        sums = all_reduce(torch.cat([xf.sum((0, 2, 3)), n_local]), group=self.group)
+        sums = _SumOverRanks.apply(torch.cat([xf.sum((0, 2, 3)), n_local]), self.group)
         count = sums[-1]
         mean = sums[:-1] / count
         centred = xf - mean.view(1, -1, 1, 1)
-        var = all_reduce(centred.square().sum((0, 2, 3)), group=self.group) / count
+        var = _SumOverRanks.apply(centred.square().sum((0, 2, 3)), self.group) / count
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 momentum = 0.1 if self.momentum is None else self.momentum
