@@ -211,9 +211,7 @@ def predict_raster(
         raise EngineError("The model has no crop classes (it is only pre-trained). Train it on labelled fields first.")
     if block < 1:
         raise EngineError(f"The block size must be positive, not {block}.")
-    out_map = check_writable(out_map)
-    out_conf = check_writable(out_confidence) if out_confidence else None
-    out_prob = check_writable(out_probabilities) if out_probabilities else None
+    out_map, out_conf, out_prob = _check_outputs(out_map, out_confidence, out_probabilities)
     rank, world, local_rank = _dist_info(rank, world_size)
     if world > 1 and device == "auto" and torch.cuda.is_available():
         device = f"cuda:{local_rank % torch.cuda.device_count()}"
@@ -270,6 +268,18 @@ def predict_raster(
         mapped_pixels=int(counts[1:].sum()) if counts is not None else 0,
         class_counts=counts, field_stats=stats, rank=rank, world_size=world, qml_path=qml,
     )
+
+
+def _check_outputs(*paths) -> list[Optional[Path]]:
+    """The output paths, checked before any work: writable folders, no folder in the way, no path twice."""
+    checked = [check_writable(p) if p else None for p in paths]
+    given = [p.resolve() for p in checked if p is not None]
+    if len(set(given)) < len(given):
+        raise EngineError("The same file was chosen for two outputs. Give the map, confidence and probabilities their own names.")
+    for path in checked:
+        if path is not None and path.is_dir():
+            raise EngineError(f"The output '{path}' is a folder. Give a file name such as '{path / 'crop_map.tif'}'.")
+    return checked
 
 
 def _block_result(probs: np.ndarray, classes: ClassTable, keep_probs: bool) -> _BlockResult:

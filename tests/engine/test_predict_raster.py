@@ -267,9 +267,22 @@ def test_unwritable_output_folder(tmp_path, scene, bundle):
         predict_raster(bundle, series, tmp_path / "file.txt" / "map.tif", **FP32)
 
 
+def test_an_output_that_is_a_folder_or_named_twice_is_refused_before_work(tmp_path, scene, bundle):
+    (tmp_path / "conf.tif").mkdir()
+    with open_time_series(scene) as series:
+        with pytest.raises(EngineError, match="is a folder"):
+            predict_raster(bundle, series, tmp_path / "map.tif", tmp_path / "conf.tif", **FP32)
+        with pytest.raises(EngineError, match="two outputs"):
+            predict_raster(bundle, series, tmp_path / "map.tif", tmp_path / "map.tif", **FP32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conf.tif"]
+
+
 def test_a_model_without_classes_or_with_other_bands_is_refused(tmp_path, scene, bundle):
     other = make_bundle()
     other.band_names = ["B02", "B03", "B04", "B11"]
     with open_time_series(scene) as series, pytest.raises(EngineError, match="B11"):
         predict_raster(other, series, tmp_path / "map.tif", **FP32)
+    pretrained = ModelBundle(bundle.config, bundle.state_dict, BANDS, bundle.mean, bundle.std, kind="pretrained")
+    with open_time_series(scene) as series, pytest.raises(EngineError, match="only pre-trained"):
+        predict_raster(pretrained, series, tmp_path / "map.tif", **FP32)
     assert list(tmp_path.iterdir()) == []
