@@ -69,6 +69,14 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def shutdown_distributed() -> None:
+    """Leaves the process group at the end of a torchrun job (a no-op otherwise)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+        GlobalBatchNorm2d.group = None
+
+
 def barrier() -> None:
     """Waits for every rank; a no-op when not distributed."""
     if is_distributed():
