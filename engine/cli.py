@@ -350,7 +350,11 @@ COMMANDS: dict[str, Callable] = {
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet = args.quiet or not sys.stderr.isatty()
+    # Under torchrun every rank runs this; only rank 0 talks (errors still reach stderr from any rank).
+    other_rank = int(os.environ.get("RANK", "0")) != 0
+    if other_rank:
+        sys.stdout = open(os.devnull, "w")
+    quiet = args.quiet or other_rank or not sys.stderr.isatty()
     bar = ProgressBar(enabled=not quiet)
     try:
         result = COMMANDS[args.command](args, bar)

@@ -32,6 +32,7 @@ def open_map(path: str):
 
 def class_table_from_map(dataset) -> ClassTable:
     """The class table written into a CropMapper map (category names and colour table)."""
+    dataset.GetMetadata()  # GDAL 3.6 GTiff reads the .aux.xml (category names) only after another metadata call
     band = dataset.GetRasterBand(1)
     names = band.GetCategoryNames() or []
     colors = band.GetColorTable()
