@@ -30,7 +30,9 @@ from .styles import apply_class_colors, confidence_qml, write_class_style, write
 from .tiling import TilePredictor, block_windows, prefetched
 from .vectors import PolygonBurner
 
-_TIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
+DEFAULT_GDAL_CACHE_MB = 64
+MAX_BLOCK_INPUT_BYTES = 256 * 1024 * 1024
+_TIFF_OPTIONS = ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
 NODATA = 0
 
 
@@ -92,7 +94,7 @@ class _GeoTiffOutputs:
     """The open output GeoTIFFs (on their temporary names); blocks are written and flushed one by one."""
 
     def __init__(self, grid, classes: ClassTable, map_path: Path, conf_path: Optional[Path],
-                 prob_path: Optional[Path]) -> None:
+                 prob_path: Optional[Path], tiff_tile: int = 256) -> None:
         from osgeo import gdal
 
         gdal.UseExceptions()
@@ -102,7 +104,8 @@ class _GeoTiffOutputs:
 
         def create(path: Path, bands: int, datatype, extra: list[str]):
             try:
-                dataset = driver.Create(str(path), grid.width, grid.height, bands, datatype, _TIFF_OPTIONS + extra)
+                options = _TIFF_OPTIONS + [f"BLOCKXSIZE={tiff_tile}", f"BLOCKYSIZE={tiff_tile}"] + extra
+                dataset = driver.Create(str(path), grid.width, grid.height, bands, datatype, options)
             except RuntimeError as exc:
                 raise EngineError(f"Cannot write '{path.name}' in '{path.parent}': {exc}. Check the folder and the free disk space.") from None
             dataset.SetGeoTransform(tuple(grid.geotransform))
@@ -194,6 +197,7 @@ def predict_raster(
     field_layer: Optional[str] = None,
     rank: Optional[int] = None,
     world_size: Optional[int] = None,
+    gdal_cache_mb: Optional[int] = DEFAULT_GDAL_CACHE_MB,
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
 ) -> PredictRasterResult:
@@ -204,6 +208,10 @@ def predict_raster(
     tiles wholly outside are skipped), with a colour table, category names and a ``.qml`` sidecar for QGIS.
     With ``field_vector`` the per-polygon probability sums are gathered on the way (``result.field_stats``) for
     ``field_results``. Outputs appear complete or not at all (cancel and errors leave nothing).
+
+    ``block`` is shrunk for long or wide series so one block's input stays near ``MAX_BLOCK_INPUT_BYTES``.
+    GDAL's block cache, process-wide and by default 5 % of the RAM, would otherwise fill with every source tile read
+    and make memory grow with the raster: for the run it is capped at ``gdal_cache_mb`` (None leaves it alone).
     """
     started = time.perf_counter()
     reporter = Reporter(progress, cancelled)
@@ -216,51 +224,53 @@ def predict_raster(
     if world > 1 and device == "auto" and torch.cuda.is_available():
         device = f"cuda:{local_rank % torch.cuda.device_count()}"
 
-    grid = series.grid
-    width, height = int(grid.width), int(grid.height)
-    classes: ClassTable = bundle.classes
-    bands = list(bundle.band_names)
+    with _gdal_cache_limit(gdal_cache_mb):
+        grid = series.grid
+        width, height = int(grid.width), int(grid.height)
+        classes: ClassTable = bundle.classes
+        bands = list(bundle.band_names)
 
-    def read(x0: int, y0: int, w: int, h: int):
-        return series.read(x0, y0, w, h, bands=bands)
+        def read(x0: int, y0: int, w: int, h: int):
+            return series.read(x0, y0, w, h, bands=bands)
 
-    inside_of = _extent_function(extent_mask, extent_layer, grid)
-    fields = PolygonBurner(str(field_vector), field_layer, grid, purpose="field") if field_vector else None
-    stats = (
-        FieldStats(str(field_vector), field_layer, fields.fids, np.zeros((fields.count + 1, len(classes))),
-                   np.zeros(fields.count + 1, np.int64))
-        if fields is not None else None
-    )
-    predictor = TilePredictor(bundle, series.dates, width, height, tile, overlap, batch_size, device, precision)
-    blocks = block_windows(width, height, block)
-    mine = list(range(rank, len(blocks), world))
-    want_probs = out_prob is not None
+        inside_of = _extent_function(extent_mask, extent_layer, grid)
+        fields = PolygonBurner(str(field_vector), field_layer, grid, purpose="field") if field_vector else None
+        stats = (
+            FieldStats(str(field_vector), field_layer, fields.fids, np.zeros((fields.count + 1, len(classes))),
+                       np.zeros(fields.count + 1, np.int64))
+            if fields is not None else None
+        )
+        predictor = TilePredictor(bundle, series.dates, width, height, tile, overlap, batch_size, device, precision)
+        block = effective_block(block, len(series.dates), len(bands), tile)
+        blocks = block_windows(width, height, block)
+        mine = list(range(rank, len(blocks), world))
+        want_probs = out_prob is not None
 
-    def load(index: int):
-        x0, y0, w, h = blocks[index]
-        region = predictor.prepare(read, x0, y0, w, h, inside_of(x0, y0, w, h))
-        ids = fields.burn(x0, y0, w, h) if fields is not None else None
-        return region, ids
+        def load(index: int):
+            x0, y0, w, h = blocks[index]
+            region = predictor.prepare(read, x0, y0, w, h, inside_of(x0, y0, w, h))
+            ids = fields.burn(x0, y0, w, h) if fields is not None else None
+            return region, ids
 
-    def computed(span: Reporter):
-        """Yields ``(block index, _BlockResult)`` for this rank's blocks."""
-        for n, (index, (region, ids)) in enumerate(prefetched(mine, load)):
-            span.report(n / max(len(mine), 1), f"Mapping block {n + 1} of {len(mine)}")
-            probs = predictor.predict(region, span.check)
-            result = _block_result(probs, classes, want_probs)
-            if stats is not None:
-                stats.add(ids, probs, result.classes > 0)
-            yield index, result
+        def computed(span: Reporter):
+            """Yields ``(block index, _BlockResult)`` for this rank's blocks."""
+            for n, (index, (region, ids)) in enumerate(prefetched(mine, load)):
+                span.report(n / max(len(mine), 1), f"Mapping block {n + 1} of {len(mine)}")
+                probs = predictor.predict(region, span.check)
+                result = _block_result(probs, classes, want_probs)
+                if stats is not None:
+                    stats.add(ids, probs, result.classes > 0)
+                yield index, result
 
-    if world == 1:
-        counts = _write_outputs(grid, classes, out_map, out_conf, out_prob,
-                                ((blocks[i], r) for i, r in computed(reporter.span(0.0, 0.98))))
-    else:
-        counts, stats = _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, stats,
-                                     rank, world, reporter)
-    qml = None
-    if rank == 0:
-        qml = _style_outputs(out_map, out_conf, classes)
+        if world == 1:
+            counts = _write_outputs(grid, classes, out_map, out_conf, out_prob,
+                                    ((blocks[i], r) for i, r in computed(reporter.span(0.0, 0.98))), _tiff_tile(block))
+        else:
+            counts, stats = _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, stats,
+                                         rank, world, reporter, _tiff_tile(block))
+        qml = None
+        if rank == 0:
+            qml = _style_outputs(out_map, out_conf, classes)
     reporter.report(1.0, "Map written")
     return PredictRasterResult(
         str(out_map), str(out_conf) if out_conf else None, str(out_prob) if out_prob else None,
@@ -268,6 +278,44 @@ def predict_raster(
         mapped_pixels=int(counts[1:].sum()) if counts is not None else 0,
         class_counts=counts, field_stats=stats, rank=rank, world_size=world, qml_path=qml,
     )
+
+
+def effective_block(block: int, dates: int, bands: int, tile: int) -> int:
+    """``block``, shrunk so one block's float32 input fits ``MAX_BLOCK_INPUT_BYTES``.
+
+    A shrunk block is a multiple of 256 (else of 64) so that it covers whole tiles of the output GeoTIFF.
+    """
+    per_pixel = dates * bands * 4 + dates  # normalised values and the valid mask
+    side = int((MAX_BLOCK_INPUT_BYTES / max(per_pixel, 1)) ** 0.5) - 2 * tile  # room for the halo
+    if side >= block:
+        return block
+    return side // 256 * 256 if side >= 256 else max(64, tile, side // 64 * 64)
+
+
+def _tiff_tile(block: int) -> int:
+    """Output GeoTIFF tile size: blocks then write whole tiles (a tile written in two goes is stored twice)."""
+    if block % 256 == 0:
+        return 256
+    return block if block % 16 == 0 and block <= 512 else 256
+
+
+@contextlib.contextmanager
+def _gdal_cache_limit(limit_mb: Optional[int]):
+    """Caps GDAL's (process-wide) block cache at ``limit_mb`` for the duration, then restores it."""
+    if limit_mb is None:
+        yield
+        return
+    from osgeo import gdal
+
+    before = gdal.GetCacheMax()
+    limit = int(limit_mb) * 1024 * 1024
+    if before > limit:
+        gdal.SetCacheMax(limit)
+    try:
+        yield
+    finally:
+        if before > limit:
+            gdal.SetCacheMax(before)
 
 
 def _check_outputs(*paths) -> list[Optional[Path]]:
@@ -306,13 +354,13 @@ def _extent_function(extent_mask, extent_layer, grid):
     return lambda x0, y0, w, h: burner.burn(x0, y0, w, h) > 0
 
 
-def _write_outputs(grid, classes, out_map, out_conf, out_prob, items) -> np.ndarray:
+def _write_outputs(grid, classes, out_map, out_conf, out_prob, items, tiff_tile: int = 256) -> np.ndarray:
     """Writes ``(window, _BlockResult)`` items into the output GeoTIFFs atomically; returns the class counts."""
     with contextlib.ExitStack() as stack:
         tmp_map = stack.enter_context(atomic_output(out_map))
         tmp_conf = stack.enter_context(atomic_output(out_conf)) if out_conf else None
         tmp_prob = stack.enter_context(atomic_output(out_prob)) if out_prob else None
-        outputs = _GeoTiffOutputs(grid, classes, tmp_map, tmp_conf, tmp_prob)
+        outputs = _GeoTiffOutputs(grid, classes, tmp_map, tmp_conf, tmp_prob, tiff_tile)
         try:
             for (x0, y0, _, _), result in items:
                 outputs.write(x0, y0, result)
@@ -333,7 +381,8 @@ def _style_outputs(out_map: Path, out_conf: Optional[Path], classes: ClassTable)
     return str(qml)
 
 
-def _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, stats, rank, world, reporter):
+def _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, stats, rank, world, reporter,
+                 tiff_tile: int = 256):
     """Every rank maps its blocks into raw arrays; rank 0 assembles the GeoTIFFs once all ranks succeeded."""
     parts = _parts_folder(out_map, world)
     written: list[Path] = []
@@ -377,7 +426,7 @@ def _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, s
                         probs = data["probabilities"] if "probabilities" in data.files else None
                         yield window, _BlockResult(data["classes"], data["confidence"], probs)
 
-            counts = _write_outputs(grid, classes, out_map, out_conf, out_prob, items())
+            counts = _write_outputs(grid, classes, out_map, out_conf, out_prob, items(), tiff_tile)
             if stats is not None:
                 stats.sums[:] = 0
                 stats.counts[:] = 0

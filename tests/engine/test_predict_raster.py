@@ -286,3 +286,13 @@ def test_a_model_without_classes_or_with_other_bands_is_refused(tmp_path, scene,
     with open_time_series(scene) as series, pytest.raises(EngineError, match="only pre-trained"):
         predict_raster(pretrained, series, tmp_path / "map.tif", **FP32)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_blocks_shrink_for_long_series_and_stay_whole_output_tiles():
+    from engine.inference.raster import MAX_BLOCK_INPUT_BYTES, effective_block
+
+    assert effective_block(512, 4, 4, 32) == 512
+    for dates, bands in [(40, 10), (80, 13), (400, 13)]:
+        block = effective_block(512, dates, bands, 32)
+        assert block < 512 and block % 64 == 0
+        assert (block + 64) ** 2 * dates * bands * 4 <= 1.1 * MAX_BLOCK_INPUT_BYTES or block == 64
