@@ -93,7 +93,8 @@ class Clock:
         self.sync()
         return time.perf_counter() - began
 
-    def median(self, fn: Callable[[], Any], warmup: int, repeats: int, budget_s: float, events: bool = True) -> tuple[float, int]:
+    def median(self, fn: Callable[[], Any], warmup: int, repeats: int, budget_s: float,
+               events: bool = True) -> tuple[float, int]:
         """Median seconds per call after ``warmup`` calls, over up to ``repeats`` timed calls (at least one) that
         stop early once ``budget_s`` seconds have been spent timing. Returns (median, number of timed calls)."""
         for _ in range(warmup):
@@ -179,6 +180,7 @@ def cpu_description() -> str:
 def describe(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "type": device.type,
+        "torch_device": str(device),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
@@ -194,17 +196,26 @@ def describe(device: torch.device) -> dict[str, Any]:
             cuda=torch.version.cuda,
             cudnn=torch.backends.cudnn.version(),
             bf16_supported=bool(torch.cuda.is_bf16_supported()),
-            tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
-            tf32_cudnn=bool(torch.backends.cudnn.allow_tf32),
+            tf32_matmul=_flag(lambda: torch.backends.cuda.matmul.allow_tf32),
+            tf32_cudnn=_flag(lambda: torch.backends.cudnn.allow_tf32),
         )
     else:
         info.update(name=f"CPU: {info['cpu']}", bf16_supported=True, bf16_native=cpu_has_bf16())
     return info
 
 
+def _flag(read: Callable[[], Any]) -> Optional[bool]:
+    """A backend flag, or None where this PyTorch no longer has it (newer releases moved the TF32 switches)."""
+    try:
+        return bool(read())
+    except Exception:
+        return None
+
+
 def git_commit() -> Optional[str]:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             timeout=5)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -410,10 +421,12 @@ def print_forward(rows: list[dict], peak_bf16: Optional[float]) -> None:
           f"{'TFLOP/s':>8} {'%bf16mm':>7} {'peak MiB':>9}")
     for r in rows:
         if "px_per_s" not in r:
-            print(f"{r['preset']:6} {r['precision']:4} {r['T']:>3} {r['window']:>4}  {r.get('error', r.get('skipped'))}")
+            reason = r.get("error", r.get("skipped"))
+            print(f"{r['preset']:6} {r['precision']:4} {r['T']:>3} {r['window']:>4}  {reason}")
             continue
         frac = 100 * r["tflops"] / peak_bf16 if peak_bf16 else None
-        print(f"{r['preset']:6} {r['precision']:4} {r['T']:>3} {r['window']:>4} {r['batch']:>5} {r['px_per_s']:>11,.0f} "
+        print(f"{r['preset']:6} {r['precision']:4} {r['T']:>3} {r['window']:>4} {r['batch']:>5} "
+              f"{r['px_per_s']:>11,.0f} "
               f"{r['median_ms']:>9.1f} {r['gflop_per_px']:>8.3f} {r['tflops']:>8.3f} {fmt(frac, '>7.1f')} "
               f"{fmt(r['peak_mib'], '>9.0f')}")
 
@@ -422,7 +435,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cuda, cuda:N or cpu")
     parser.add_argument("--quick", action="store_true",
-                        help="T=24, window 32 only, one warm-up, few repeats, small arrays (a check, under a minute on a CPU)")
+                        help="T=24, window 32 only, one warm-up, few repeats, small arrays "
+                             "(a check, under a minute on a CPU)")
     parser.add_argument("--json", help="write the results to this JSON file")
     parser.add_argument("--max-seconds", type=float, default=170.0,
                         help="stop starting new settings after this many seconds (default 170: the shared GPU check "
@@ -434,6 +448,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     if cuda:
+        if device.index is None:  # "auto"/"cuda" give an index-less device; set_device and the JSON want the index
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     quick = args.quick
     args.warmup = 1 if quick else (3 if cuda else 1)
@@ -526,7 +542,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     train_batch = 1 if quick else 8  # finetune's default batch of 32 x 32 crops
     for preset in ("paper", "lite"):
         what = {"preset": preset, "T": train_t, "C": CHANNELS, "window": train_window}
-        attempt("training", what, lambda: bench_training(preset, train_t, train_window, train_batch, device, clock, args))
+        attempt("training", what,
+                lambda: bench_training(preset, train_t, train_window, train_batch, device, clock, args))
     print("\nfine-tuning step (forward, cross-entropy, backward, clip, Adam; AMP on a GPU):")
     for r in report["training"]:
         if "steps_per_s" in r:
