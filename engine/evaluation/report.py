@@ -89,9 +89,9 @@ def confusion_svg(cm: list[list[int]], names: list[str], colors: list) -> str:
     """The confusion matrix as an SVG heat map: shade = share of the reference row, text = pixel count."""
     k = len(names)
     cell = 44 if k <= 12 else max(18, 520 // max(k, 1))
-    label_w = 10 + 7 * max((len(n) for n in names), default=4)
+    label_w = 28 + 8 * max((len(n) for n in names), default=4)
     top = label_w  # column labels are written rotated, so they need the same room
-    width, height = label_w + k * cell + 20, top + k * cell + 40
+    width, height = max(label_w + k * cell + 20, 480), top + k * cell + 40
     font = max(8, min(12, cell // 3))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -156,11 +156,14 @@ def render_html(metrics: dict, title: str, extra: Optional[dict] = None) -> str:
             "</tr>"
         )
     svg = confusion_svg(metrics["confusion_matrix"], [c["name"] for c in per_class], [c["color"] for c in per_class])
+    known = {"overall_accuracy", "kappa", "miou", "macro_f1", "pixels", "per_class", "confusion_matrix", "class_names"}
+    facts = {k: v for k, v in metrics.items() if k not in known and isinstance(v, (str, int, float))}
+    facts.update(extra or {})
     extra_html = ""
-    if extra:
+    if facts:
         items = "".join(
             f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=str) if not isinstance(v, str) else v)}</td></tr>"
-            for k, v in extra.items()
+            for k, v in facts.items()
         )
         extra_html = f"<h2>Details</h2><table class=\"facts\">{items}</table>"
     summary_html = "".join(f"<tr><th>{name}</th><td>{_fmt(value)}</td></tr>" for name, value in summary)

@@ -98,7 +98,7 @@ def test_reports_are_written_and_self_contained(tmp_path, random_pairs, classes)
     assert rows[0]["color"] == "#{:02x}{:02x}{:02x}".format(*classes[0].color)
     assert float(rows[1]["f1"]) == pytest.approx(m["per_class"][1]["f1"], rel=1e-5)
     page = open(html_path, encoding="utf-8").read()
-    assert "Strange &lt;&amp;&gt; crop" in page and "<script" not in page and "http://" not in page.replace(
+    assert "m.cropmodel" in page and "Strange &lt;&amp;&gt; crop" in page and "<script" not in page and "http://" not in page.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
     svg = page[page.index("<svg"): page.index("</svg>") + 6]
     root = ET.fromstring(svg)  # well-formed picture
