@@ -1,0 +1,345 @@
+"""``make bench``: the CPU benchmarks and the accuracy study, then ``docs/BENCHMARKS.md`` with tables and plots.
+
+    python bench/run_all.py                 # everything (about an hour on a 2-core machine)
+    python bench/run_all.py --quick         # smoke test: short benchmarks, a 1-seed study -> bench/results/BENCHMARKS_quick.md
+    python bench/run_all.py --skip-study    # benchmarks only; the study section uses earlier results if present
+    python bench/run_all.py --report-only   # only rewrite docs/BENCHMARKS.md from bench/results/
+
+Results go to ``bench/results/`` (not in git): ``throughput.json``, ``study/summary.json`` (and ``runs.jsonl``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs"
+PY = sys.executable
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def run(command: list[str], what: str) -> bool:
+    """Runs a benchmark from the repository root; a failure is reported, not fatal (the report says it)."""
+    print(f"== {what}: {' '.join(command)}", flush=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(command, cwd=ROOT, env=env)
+    if done.returncode:
+        print(f"!! {what} failed with exit code {done.returncode}", flush=True)
+    return done.returncode == 0
+
+
+def machine() -> dict[str, Any]:
+    """CPU model and cores (lscpu), memory, Python and torch versions."""
+    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        info["cpu"] = fields.get("Model name", "?")
+        info["cpus"] = fields.get("CPU(s)", "?")
+        info["threads_per_core"] = fields.get("Thread(s) per core", "?")
+        flags = fields.get("Flags", "")
+        info["avx512"] = "avx512f" in flags
+        info["amx"] = "amx_tile" in flags
+    except (OSError, subprocess.CalledProcessError):
+        info["cpu"] = platform.processor() or "?"
+        info["cpus"] = str(os.cpu_count())
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch"] = "not installed"
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        info["memory_gib"] = round(pages / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    return info
+
+
+def read_json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def pm(stats: Optional[dict], scale: float = 100.0, digits: int = 1) -> str:
+    """``mean +- std`` (percent by default)."""
+    if not stats:
+        return "–"
+    return f"{stats['mean'] * scale:.{digits}f} ± {stats['std'] * scale:.{digits}f}"
+
+
+def included(path: Path) -> list[str]:
+    """Another engineer's section, headings demoted one level, or a note that it is missing."""
+    if not path.exists():
+        return [f"_Not available: `{path.relative_to(ROOT)}` has not been written on this machine._", ""]
+    lines, fenced = [], False
+    for line in path.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        lines.append("#" + line if line.startswith("#") and not fenced else line)
+    return [f"_From [`{path.relative_to(ROOT)}`]({path.name}):_", ""] + lines + [""]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def throughput_section(data: Optional[dict]) -> list[str]:
+    out = ["## CPU inference throughput", ""]
+    if not data:
+        return out + ["_No throughput results (`bench/results/throughput.json`); run `make bench`._", ""]
+    presets = {k: v for k, v in data.items() if isinstance(v, dict) and "pixels_per_second" in v}
+    out += [
+        "Command: `.venv/bin/python bench/throughput.py --json bench/results/throughput.json` "
+        "(STCLN, T=24 dates, C=10 bands, 32x32 windows; median of the timed forward passes: the machine is shared, "
+        "so medians, not means).",
+        "",
+        "| preset | pixels/s | GFLOP per 1 M px | fraction of measured peak | class agreement with fp32 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, v in presets.items():
+        out.append(
+            f"| {name} | {v['pixels_per_second']:,.0f} | {v['flops_per_pixel'] * 1e6 / 1e9:,.1f} | "
+            f"{v['fraction_of_peak'] * 100:.1f} % | {v['agreement_with_fp32'] * 100:.2f} % |"
+        )
+    extra = {k: v for k, v in data.items() if k not in presets and not isinstance(v, (dict, list))}
+    if extra:
+        out += ["", "Run details: " + ", ".join(f"{k} = {v}" for k, v in extra.items())]
+    return out + [""]
+
+
+def study_section(summary: Optional[dict]) -> list[str]:
+    out = ["## Accuracy study: does masked pre-training help when labels are scarce?", ""]
+    if not summary:
+        return out + ["_No study results (`bench/results/study/summary.json`); run `make bench`._", ""]
+    s = summary["setup"]
+    sch = s["schedule"]
+    net = s["network"]
+    seeds = len(s["seeds"])
+    out += [
+        "### Set-up",
+        "",
+        f"- **Data**: `slovenia_s2`, Sentinel-2 NDVI (1 band), {s['size_px'][0]} x {s['size_px'][1]} px at 10 m, "
+        f"the {s['dates']} acquisitions of {s['years']} ({s['first_date']} .. {s['last_date']}), s2cloudless masks "
+        f"({s['cloudy_observations'] * 100:.0f} % of observations cloudy or nodata). Labels: {s['fields']} land-use "
+        f"polygons with a pixel (`LULC_NAME`), classes and labelled pixels: "
+        + ", ".join(f"{k} {v}" for k, v in s["class_pixels"].items()) + ".",
+        f"- **Splits** by field with `engine.data.split_fields` (stratified by class, seeded): "
+        f"{s['val_fraction'] * 100:g} % validation, {s['test_fraction'] * 100:g} % test fields, the rest for "
+        f"training, of which a label fraction of {', '.join(f'{f * 100:g} %' for f in s['fractions'])} is used "
+        f"(a smaller fraction keeps a subset of the fields of a larger one). Seeds {s['seeds']}: within a seed all "
+        "methods and fractions share the same test and validation fields.",
+        f"- **Metrics** on every labelled pixel of the test fields (`engine.evaluation`): OA, mIoU and macro-F1, "
+        f"mIoU and F1 averaged over the classes present in the test reference. Mean ± sample std over {seeds} seeds.",
+        f"- **Networks** (`engine.model.make_config('lite', ..., **overrides)`): {json.dumps({k: v for k, v in net.items() if k != 'preset'})}. "
+        f"Fine-tuning (`engine.training.finetune`): {sch['epochs']} epochs x {sch['steps_per_epoch']} steps, "
+        f"batch {sch['batch_size']} crops of {sch['crop']} x {sch['crop']} px around labelled pixels, Adam lr "
+        f"{sch['lr']:g}, inverse-frequency class weights, the epoch with the best validation mIoU kept. Maps by "
+        f"`engine.inference.predict_array` over the whole raster (tiles of {sch['crop']} px, overlap "
+        f"{sch['crop'] // 4}).",
+        f"- **STCLN_wp**: `engine.training.pretrain` with spatiotemporal masking (ratio {sch['mask_ratio']:g}) on "
+        f"every pixel of the series, no labels: {sch['pretrain_epochs']} epochs x {sch['pretrain_steps']} steps, "
+        f"batch {sch['pretrain_batch_size']} crops of {sch['pretrain_crop']} px, lr {sch['pretrain_lr']:g}; "
+        + ("pre-trained once per seed" if s["pretrain_per_seed"] else
+           "pre-trained **once** (seed 0) per pre-training variant and reused for every seed and fraction "
+           "(pre-training sees no labels, so it does not depend on the split)")
+        + ", then fine-tuned exactly as STCLN from scratch.",
+        f"- **Random Forest** (scikit-learn, as dzetsaka and the SCP plugin): one sample per labelled pixel, features "
+        f"= the normalised NDVI of every date (0 where cloudy, as the networks see it) plus the valid flag of every "
+        f"date; {sch['rf_trees']} trees, balanced class weights, `max_features` x `min_samples_leaf` grid chosen on "
+        "the validation fields' mIoU (the networks likewise keep their best validation epoch).",
+        "- **Per-pixel Transformer**: STCLN without the spatial branch (1x1 per-pixel embedding, no STA; same "
+        "temporal encoder, max-pool, head, training loop and budget).",
+        f"- Budget: the whole study took {summary['seconds'] / 60:.0f} min on the machine below "
+        f"({s['threads']} torch threads, shared with other work, so times are indicative).",
+        "",
+        "### Results",
+        "",
+    ]
+    for metric, title in (("miou", "mIoU (%)"), ("oa", "Overall accuracy (%)"), ("macro_f1", "Macro F1 (%)")):
+        fractions = [f"{f:g}" for f in s["fractions"]]
+        out += [f"**{title}**, test fields, mean ± std over seeds", "",
+                "| method | " + " | ".join(f"{float(f) * 100:g} % of fields" for f in fractions) + " |",
+                "|---|" + "---:|" * len(fractions)]
+        for method, by_fraction in summary["main"].items():
+            out.append(f"| {label(method)} | " + " | ".join(pm((by_fraction.get(f) or {}).get(metric)) for f in fractions) + " |")
+        out.append("")
+    out += ["Training fields and labelled training pixels per fraction (mean over seeds): " + "; ".join(
+        f"{float(f) * 100:g} %: {v['train_fields']['mean']:.0f} fields, {v['train_pixels']['mean']:.0f} px"
+        for f, v in summary["main"]["stcln"].items() if v) + ".", ""]
+    out += ["![mIoU against label fraction](img/study_miou.png)", "", "![OA against label fraction](img/study_oa.png)", ""]
+    out += ["### Ablations of STCLN_wp", "", f"At {s['ablation_fraction'] * 100:g} % of the training fields, same seeds "
+            "and splits. Each variant changes one thing against the reference; a masking or encoding variant is "
+            "pre-trained with that setting, and 'cloud mask ignored' reads the series without the masks (cloudy "
+            "NDVI counted as observations, in pre-training, fine-tuning and prediction); 'STA off' fine-tunes "
+            "from the reference's pre-trained backbone.", "",
+            "| variant | mIoU (%) | OA (%) | macro F1 (%) |", "|---|---:|---:|---:|"]
+    for name, v in summary["ablations"].items():
+        if v:
+            out.append(f"| {label(name)} | {pm(v['miou'])} | {pm(v['oa'])} | {pm(v['macro_f1'])} |")
+    out += ["", "![Ablations](img/study_ablations.png)", ""]
+    out += findings(summary)
+    if summary.get("pretraining"):
+        out += ["", "Pre-training runs (reconstruction MSE on masked valid observations, first -> last epoch):", ""]
+        for name, p in summary["pretraining"].items():
+            h = p["history"]
+            out.append(f"- {name}: {h[0]['loss']:.4f} -> {h[-1]['loss']:.4f} in {p['seconds']:.0f} s")
+    per_class = per_class_table(summary)
+    if per_class:
+        out += ["", *per_class]
+    return out + [""]
+
+
+def label(name: str) -> str:
+    from plots import LABELS
+
+    return LABELS.get(name, name)
+
+
+def per_class_table(summary: dict) -> list[str]:
+    """Per-class test IoU at 100 % of the fields, mean over seeds (shows which classes carry the mIoU)."""
+    runs = [r for r in summary.get("runs", []) if r["fraction"] == 1.0 and r["method"] in summary["main"]]
+    if not runs:
+        return []
+    classes = summary["setup"]["classes"]
+    out = ["Per-class test IoU (%) at 100 % of the training fields, mean over seeds (– where the class had no test "
+           "pixel in any seed):", "", "| method | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    for method in summary["main"]:
+        mine = [r for r in runs if r["method"] == method]
+        cells = []
+        for c in classes:
+            values = [r["per_class_iou"][c] or 0.0 for r in mine if c in r["per_class_iou"]]
+            cells.append(f"{100 * sum(values) / len(values):.1f}" if values else "–")
+        out.append(f"| {label(method)} | " + " | ".join(cells) + " |")
+    return out
+
+
+def findings(summary: dict) -> list[str]:
+    """What the numbers say, computed from them (the difference in mean mIoU and whether it exceeds the spread)."""
+    main = summary["main"]
+    out = ["### What the numbers say", ""]
+    for f, wp in main["stcln_wp"].items():
+        scratch = main["stcln"].get(f)
+        if not (wp and scratch):
+            continue
+        diffs = [a - b for a, b in zip(wp["miou"]["values"], scratch["miou"]["values"])]
+        mean = sum(diffs) / len(diffs)
+        wins = sum(d > 0 for d in diffs)
+        verdict = "helps" if mean > 0 and wins == len(diffs) else "hurts" if mean < 0 and wins == 0 else "is within the seed-to-seed spread"
+        out.append(f"- {float(f) * 100:g} % of fields: pre-training {verdict}: STCLN_wp - STCLN = {mean * 100:+.1f} "
+                   f"mIoU points on average, better in {wins} of {len(diffs)} seeds.")
+    best = {}
+    for f in next(iter(main.values())):
+        scored = [(v[f]["miou"]["mean"], m) for m, v in main.items() if v.get(f)]
+        if scored:
+            best[f] = max(scored)
+    if best:
+        out.append("- Best mean mIoU per fraction: " + "; ".join(
+            f"{float(f) * 100:g} %: {label(m)} ({v * 100:.1f})" for f, (v, m) in best.items()) + ".")
+    return out + [""]
+
+
+def write_report(info: dict, study_dir: Path, path: Path) -> Path:
+    """The report at ``path`` (plots in ``img/`` beside it) from the results in ``bench/results``."""
+    summary = read_json(study_dir / "summary.json")
+    throughput = read_json(RESULTS / "throughput.json")
+    img = path.parent / "img"
+    if summary:
+        from plots import ablation_bars, metric_vs_fraction
+
+        metric_vs_fraction(summary, "miou", img / "study_miou.png")
+        metric_vs_fraction(summary, "oa", img / "study_oa.png")
+        if any(summary["ablations"].values()):
+            ablation_bars(summary, img / "study_ablations.png")
+    lines = [
+        "# CropMapper benchmarks",
+        "",
+        f"Written by `make bench` (`bench/run_all.py`) on {dt.date.today().isoformat()}. Every number below comes "
+        "from the result files in `bench/results/` that these commands write; rerun them to reproduce.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {info.get('cpu', '?')}, {info.get('cpus', '?')} logical CPUs ({info.get('threads_per_core', '?')} "
+        f"threads per core), AVX-512: {'yes' if info.get('avx512') else 'no'}, AMX: {'yes' if info.get('amx') else 'no'}"
+        + (f", {info['memory_gib']} GiB memory" if "memory_gib" in info else ""),
+        f"- Python {info['python']}, torch {info.get('torch', '?')}, {info['platform']}",
+        "- The machine is shared with other work while these ran: timings are medians of repeats where repeated, "
+        "and the study's run times are indicative only.",
+        "",
+        "## Commands",
+        "",
+        "```",
+        "make bench                                  # = .venv/bin/python bench/run_all.py",
+        ".venv/bin/python bench/throughput.py --json bench/results/throughput.json",
+        ".venv/bin/python bench/memory.py --markdown docs/BENCHMARKS_memory.md",
+        ".venv/bin/python bench/study.py --seeds 3 --out bench/results/study --json bench/results/study.json",
+        ".venv/bin/python bench/gpu.py --json bench/results/gpu.json   # on a CUDA machine (section below)",
+        ".venv/bin/python bench/run_all.py --report-only   # rewrite this page from bench/results/",
+        "```",
+        "",
+        *study_section(summary),
+        *throughput_section(throughput),
+        *included(DOCS / "BENCHMARKS_throughput.md"),
+        "## Memory against raster size",
+        "",
+        *included(DOCS / "BENCHMARKS_memory.md"),
+        "## GPU",
+        "",
+        *included(DOCS / "BENCHMARKS_gpu.md"),
+    ]
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short benchmarks and a 1-seed study (smoke test)")
+    parser.add_argument("--skip-study", action="store_true", help="do not run the accuracy study")
+    parser.add_argument("--skip-throughput", action="store_true", help="do not run bench/throughput.py")
+    parser.add_argument("--skip-memory", action="store_true", help="do not run bench/memory.py")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite docs/BENCHMARKS.md from results")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    (RESULTS / "machine.json").write_text(json.dumps(info, indent=1))
+    ok = True
+    if not args.report_only:
+        if not args.skip_throughput:
+            ok &= run([PY, "bench/throughput.py", "--json", str(RESULTS / "throughput.json")]
+                      + (["--quick"] if args.quick else []), "CPU throughput")
+        memory = ROOT / "bench" / "memory.py"
+        if args.skip_memory:
+            pass
+        elif memory.exists():
+            ok &= run([PY, "bench/memory.py", "--markdown", str(DOCS / "BENCHMARKS_memory.md")]
+                      + (["--sizes", "256", "512"] if args.quick else []), "memory scaling")
+        else:
+            print("== memory scaling: bench/memory.py is missing, skipped", flush=True)
+        if not args.skip_study:
+            study_out = RESULTS / ("study_quick" if args.quick else "study")
+            ok &= run([PY, "bench/study.py", "--out", str(study_out), "--json", str(RESULTS / "study.json")]
+                      + (["--quick"] if args.quick else []), "accuracy study")
+    if args.quick:  # a smoke test does not overwrite the published page
+        write_report(info, RESULTS / "study_quick", RESULTS / "BENCHMARKS_quick.md")
+    else:
+        write_report(info, RESULTS / "study", DOCS / "BENCHMARKS.md")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
