@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -29,6 +30,16 @@ from engine.model.fast import inference_context, prepare_for_inference, resolve_
 from matmul_peak import matmul_rate  # noqa: E402
 
 T, C, WINDOW, CLASSES = 24, 10, 32, 20
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def make_inputs(batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -92,7 +103,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller batch (a smoke test)")
     parser.add_argument("--batch", type=int, default=None, help="windows per forward pass (default 8, quick 2)")
     parser.add_argument("--repeats", type=int, default=None, help="timed forward passes (default 7, quick 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     batch = args.batch or (2 if args.quick else 8)
     repeats = args.repeats or (2 if args.quick else 7)
 
@@ -102,8 +117,8 @@ def main() -> None:
     peak = max(m["best_flops"] for m in matmul.values())
     result: dict = {
         "command": " ".join(["python"] + sys.argv),
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "load_average_before": load_before},
         "setting": {"T": T, "C": C, "window": WINDOW, "classes": CLASSES, "batch_windows": batch,
                     "repeats": repeats, "statistic": "median"},
         "matmul": matmul,
@@ -118,6 +133,8 @@ def main() -> None:
               f"{r['flops_per_pixel'] / 1e6:.1f} MFLOP/px, {r['achieved_flops'] / 1e9:.0f} GFLOP/s = "
               f"{100 * r['fraction_of_peak']:.1f} % of peak, agreement with fp32 {100 * r['agreement_with_fp32']:.2f} %"
               f"; fp32 eager {r['pixels_per_second_fp32_eager']:.0f} px/s")
+    result["machine"]["load_average_after"] = os.getloadavg()
+    print(f"load average (1, 5, 15 min) before {load_before}, after {result['machine']['load_average_after']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

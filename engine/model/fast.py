@@ -10,9 +10,14 @@ import torch
 from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# Pixels per temporal-encoder chunk on CPUs: small enough that a chunk's activations stay in cache and are re-used
-# from the heap (large buffers are mmap'ed and page-faulted afresh on every call), large enough for efficient GEMMs.
-CPU_PIXEL_CHUNK = 128
+# Temporal-encoder chunk on CPUs, in elements of its widest activation (the feed-forward hidden layer) at T=24:
+# small enough that a chunk's activations stay in cache, large enough for efficient GEMMs (paper: 64 pixels).
+CPU_CHUNK_ELEMENTS = 64 * 24 * 1024
+
+
+def cpu_pixel_chunk(d_model: int, d_ff: int) -> int:
+    """Pixels per temporal-encoder chunk on CPUs for a model of this width."""
+    return max(16, CPU_CHUNK_ELEMENTS // (24 * max(d_ff, 3 * d_model)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,7 +74,7 @@ def prepare_for_inference(model: nn.Module, device: torch.device | str, precisio
     model = model.to(device).eval().to(memory_format=torch.channels_last)
     if device.type == "cpu":
         if hasattr(model, "pixel_chunk"):
-            model.pixel_chunk = CPU_PIXEL_CHUNK
+            model.pixel_chunk = cpu_pixel_chunk(model.config.d_model, model.config.d_ff)
         if resolve_precision(device, precision) == torch.bfloat16:
             model = model.to(torch.bfloat16)
         _keep_freed_memory()

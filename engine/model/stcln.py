@@ -149,9 +149,11 @@ class STA(nn.Module):
     def attend(self, q: Tensor, k: Tensor, pooled: Tensor, pixel_valid: Tensor) -> Tensor:
         """``q``/``k (N, P, T*S)``, ``pooled (N, P, D)``, ``pixel_valid (N, P)`` (keys allowed) -> ``(N, P, D)``."""
         v = self.value(pooled)
-        scores = torch.matmul(q, k.to(q.dtype).transpose(1, 2)) * self.scale
-        scores = scores.masked_fill(~pixel_valid[:, None, :], float("-inf"))
-        a = torch.matmul(scores.softmax(-1, dtype=torch.float32).to(v.dtype), v)
+        k = k.to(q.dtype)
+        bias = torch.zeros((), dtype=q.dtype, device=q.device).masked_fill(~pixel_valid[:, None, :], float("-inf"))
+        # bmm, not matmul: on CPUs matmul copies the transposed keys first (~1.8x slower here)
+        scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=self.scale)
+        a = torch.bmm(scores.softmax(-1, dtype=torch.float32).to(v.dtype), v)
         return torch.addcmul(v, a, self.gamma.to(v.dtype))
 
 
