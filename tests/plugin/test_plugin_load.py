@@ -135,3 +135,33 @@ def test_loads_and_explains_without_torch():
     assert set(result["missing"]) == {"torch", "einops"}
     assert set(result["algorithms"]) == ALGORITHMS
     assert "torch is not installed" in result["message"] and "Install dependencies" in result["message"]
+
+
+def test_missing_dependency_offers_the_installer(qgis_iface, monkeypatch):
+    from cropmapper.ui import installer
+
+    monkeypatch.setattr(installer, "MINIMUM_VERSIONS", {**installer.MINIMUM_VERSIONS, "torch": "999.0"})
+    plugin = cropmapper.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        missing = plugin.check_dependencies()
+        assert [d.name for d in missing] == ["torch"]
+        plugin.run()  # the Map crops action opens the installer instead of failing
+        assert plugin.dialog is None
+        assert plugin.installer_dialog is not None and plugin.installer_dialog.isVisible()
+        assert "torch" in plugin.installer_dialog.info.text() and "too old" in plugin.installer_dialog.info.text()
+    finally:
+        plugin.unload()
+
+
+def test_action_opens_the_dialog(qgis_iface):
+    plugin = cropmapper.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        plugin.action.trigger()
+        assert plugin.dialog is not None and plugin.dialog.isVisible()
+        assert plugin.dialog.device_combo.findData("cpu") >= 0
+        assert "CPU" in plugin.dialog.device_label.text()
+    finally:
+        plugin.unload()
+    assert plugin.dialog is None
