@@ -80,6 +80,8 @@ class CropMapperPlugin:
             self.toolbar.deleteLater()
             self.toolbar = None
         for dialog in (self.dialog, self.installer_dialog):
+            if dialog is not None and getattr(dialog, "task", None) is not None:
+                dialog.task.cancel()  # a run in progress stops and cleans up after itself
             if dialog is not None:
                 dialog.close()
                 dialog.deleteLater()

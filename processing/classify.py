@@ -18,6 +18,7 @@ from .styling import style_outputs
 class ClassifyAlgorithm(CropMapperAlgorithm):
     MODEL = "MODEL"
     FIELDS = "FIELDS"
+    AREA = "AREA"
     OUTPUT = "OUTPUT"
     OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
     OUTPUT_PROBABILITIES = "OUTPUT_PROBABILITIES"
@@ -46,6 +47,9 @@ class ClassifyAlgorithm(CropMapperAlgorithm):
                                                      [QgsProcessing.TypeVectorPolygon], optional=True)
         fields.setHelp("Polygons (e.g. parcels) that receive the class and probability of the pixels they cover.")
         self.addParameter(fields)
+        params.add(self, QgsProcessingParameterFeatureSource(
+            self.AREA, "Area to map (optional)", [QgsProcessing.TypeVectorPolygon], optional=True),
+            "Polygons of the area of interest: pixels outside are left as no data and tiles wholly outside skipped.")
         params.add_predict_parameters(self)
         params.add_device_parameter(self)
         params.add(self, QgsProcessingParameterRasterDestination(self.OUTPUT, "Crop map"),
@@ -74,12 +78,16 @@ class ClassifyAlgorithm(CropMapperAlgorithm):
                 parameters, self.FIELDS, context, ["gpkg", "shp", "geojson", "fgb", "sqlite"], "gpkg", feedback
             )
             fields_out = self.parameterAsOutputLayer(parameters, self.OUTPUT_FIELDS, context) or None
+        area = None
+        if parameters.get(self.AREA):
+            area = self.parameterAsCompatibleSourceLayerPath(parameters, self.AREA, context, ["shp", "geojson", "fgb"],
+                                                             "shp", feedback)
         progress, cancelled = self.callbacks(feedback)
         outcome = self.run_engine(
             lambda: pipeline.predict(
                 model, series, out_map, out_confidence=out_confidence, out_probabilities=out_probabilities,
                 fields=fields, fields_layer=fields_layer or None, fields_out=fields_out, options=options,
-                progress=progress, cancelled=cancelled,
+                extent=area, progress=progress, cancelled=cancelled,
             ),
             feedback,
         )

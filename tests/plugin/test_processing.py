@@ -140,3 +140,26 @@ def test_qgis_process_lists_the_algorithms():
     assert out.returncode == 0, out.stderr
     for name in ("pretrain", "train", "classify", "evaluate", "mapcrops"):
         assert f"cropmapper:{name}" in out.stdout
+
+
+def test_classify_only_inside_the_area(provider, trained, slovenia, tmp_path):  # noqa: ARG001
+    import processing
+    from osgeo import gdal
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+
+    extent = QgsRasterLayer(slovenia["images"][0], "img", "gdal").extent()
+    area = QgsVectorLayer("Polygon?crs=EPSG:32633", "area", "memory")
+    feature = QgsFeature()
+    half = extent.xMinimum() + extent.width() / 2
+    feature.setGeometry(QgsGeometry.fromWkt(
+        f"POLYGON(({extent.xMinimum()} {extent.yMinimum()},{half} {extent.yMinimum()},{half} {extent.yMaximum()},"
+        f"{extent.xMinimum()} {extent.yMaximum()},{extent.xMinimum()} {extent.yMinimum()}))"))
+    area.dataProvider().addFeature(feature)
+    result = processing.run("cropmapper:classify", {
+        **_series(slovenia), "MODEL": trained["model"], "AREA": area, "OUTPUT": str(tmp_path / "map.tif"),
+        "OUTPUT_CONFIDENCE": None, "OUTPUT_FIELDS": None,
+    })
+    values = gdal.Open(result["OUTPUT"]).ReadAsArray()
+    width = values.shape[1]
+    assert (values[:, : width // 2 - 1] > 0).mean() > 0.5
+    assert (values[:, width // 2 + 1 :] == 0).all()
