@@ -167,3 +167,32 @@ def test_cancel_mid_run_leaves_no_files(dialog, tmp_path, wait_for):
     leftovers = [str(p) for p in out.rglob("*")] if out.exists() else []
     assert leftovers == []
     assert QgsProject.instance().layerTreeRoot().findGroup("run1") is None
+
+
+def test_project_raster_layers_are_added_by_their_files(qgis_iface, slovenia, qgis_new_project):  # noqa: ARG001
+    dlg = MapCropsDialog(qgis_iface)
+    layers = [QgsRasterLayer(p, Path(p).stem, "gdal") for p in slovenia["images"][:2]]
+    memory = QgsVectorLayer("Point?crs=EPSG:4326", "not a raster", "memory")
+    dlg.add_series_layers(layers)
+    assert dlg.series_paths() == slovenia["images"][:2]
+    from cropmapper.ui import layers as layer_tools
+
+    with pytest.raises(layer_tools.LayerError, match="not a raster file"):
+        layer_tools.raster_path(memory)
+    dlg.close()
+
+
+def test_memory_polygons_are_exported_for_the_engine(tmp_path, qgis_new_project):  # noqa: ARG001
+    from qgis.core import QgsFeature, QgsGeometry
+
+    from cropmapper.ui import layers as layer_tools
+
+    memory = QgsVectorLayer("Polygon?crs=EPSG:32633&field=crop:string", "my fields", "memory")
+    feature = QgsFeature(memory.fields())
+    feature.setAttributes(["maize"])
+    feature.setGeometry(QgsGeometry.fromWkt("POLYGON((0 0,10 0,10 10,0 10,0 0))"))
+    memory.dataProvider().addFeature(feature)
+    path, name = layer_tools.vector_path(memory, export_dir=str(tmp_path))
+    exported = QgsVectorLayer(f"{path}|layername={name}", "x", "ogr")
+    assert exported.isValid() and exported.featureCount() == 1
+    assert [f["crop"] for f in exported.getFeatures()] == ["maize"]
