@@ -80,12 +80,13 @@ def _inference_context(device: torch.device, precision: str) -> ContextManager:
     return stack
 
 
-def _prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def _prepare_model(model: torch.nn.Module, device: torch.device, precision: str) -> torch.nn.Module:
+    """The model engineer's ``prepare_for_inference`` (channels-last, CPU chunking, bf16 weights where chosen)."""
     try:
         from ..model.fast import prepare_for_inference  # type: ignore[attr-defined]
     except ImportError:
         return model
-    prepared = prepare_for_inference(model, device)
+    prepared = prepare_for_inference(model, device, (precision or "auto").lower())
     return model if prepared is None else prepared
 
 
@@ -126,7 +127,7 @@ class TilePredictor:
         self.positions = torch.from_numpy(positions).to(self.device)
         model = bundle.build_model(self.device)
         model.eval()
-        self.model = _prepare_model(model, self.device)
+        self.model = _prepare_model(model, self.device, precision)
         self.window = torch.from_numpy(blend_window(self.tile, self.overlap)).to(self.device)
         self.batch_size = int(batch_size) if batch_size else (self._auto_batch_size() if self.device.type == "cuda" else 16)
 
