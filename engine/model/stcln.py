@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import STCLNConfig
+from .fast import split_over_threads
 
 
 class DoubleConv(nn.Sequential):
@@ -181,6 +182,8 @@ class STCLN(nn.Module):
         # None: the temporal encoder sees the whole batch at once (training, GPUs); an int: that many pixels of
         # one window at a time (set by ``prepare_for_inference`` on CPUs; same results)
         self.pixel_chunk: int | None = None
+        # > 1: batches are split over that many single-threaded workers in inference (CPUs; prepare_for_inference)
+        self.cpu_workers = 1
 
     # -- pieces ---------------------------------------------------------------------------------------------------
     def _spatial(self, x: Tensor, valid: Tensor) -> Tensor:
@@ -251,6 +254,11 @@ class STCLN(nn.Module):
 
     # -- public -----------------------------------------------------------------------------------------------------
     def forward(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
+        if self.cpu_workers > 1 and x.shape[0] > 1 and x.device.type == "cpu" and not torch.is_grad_enabled():
+            return split_over_threads(self._forward, self.cpu_workers, x, positions, valid)
+        return self._forward(x, positions, valid)
+
+    def _forward(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
         b, _, _, h, w = x.shape
         logits = self.head(self.features(x, positions, valid))
         return logits.float().transpose(1, 2).reshape(b, -1, h, w)

@@ -154,6 +154,7 @@ def test_chunked_inference_path_gives_the_same_result(preset):
         features = model.temporal_features(x, positions, valid)
     fast = prepare_for_inference(copy.deepcopy(model), "cpu", precision="fp32")
     fast.pixel_chunk = 15  # 35 pixels per window: uneven chunks
+    fast.cpu_workers = 2  # the batch split over two single-threaded workers
     with torch.inference_mode():
         torch.testing.assert_close(fast(x, positions, valid), reference, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(fast.temporal_features(x, positions, valid), features, rtol=1e-4, atol=1e-4)
