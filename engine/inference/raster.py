@@ -30,7 +30,7 @@ from .styles import apply_class_colors, confidence_qml, write_class_style, write
 from .tiling import TilePredictor, block_windows, prefetched
 from .vectors import PolygonBurner
 
-DEFAULT_GDAL_CACHE_MB = 64
+DEFAULT_GDAL_CACHE_MB = 8
 MAX_BLOCK_INPUT_BYTES = 256 * 1024 * 1024
 _TIFF_OPTIONS = ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
 NODATA = 0
