@@ -34,11 +34,10 @@ def compute() -> Path:
     if not (run / "crop_map.tif").exists():
         series = pipeline.SeriesInput(images=images, cloud_masks=masks)
         labels = pipeline.LabelInput(str(DATA / "lulc_polygons.gpkg"), "LULC_NAME")
-        outcome = pipeline.map_crops(
+        pipeline.map_crops(
             series, labels, str(run), train_options=pipeline.TrainOptions(epochs=3, test_fraction=0.3),
             progress=lambda f, m: print(f"{f:5.1%} {m}", flush=True),
         )
-        (WORK / "outcome.pickle").write_bytes(pickle.dumps(outcome))
     (WORK / "inputs.pickle").write_bytes(pickle.dumps({"images": images, "masks": masks,
                                                        "polygons": str(DATA / "lulc_polygons.gpkg")}))
     return run

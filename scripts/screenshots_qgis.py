@@ -45,6 +45,11 @@ def setup():
     startPlugin("cropmapper")
     iface.mainWindow().resize(1480, 920)
     iface.mainWindow().showNormal()
+    from qgis.PyQt.QtWidgets import QDockWidget
+
+    for dock in iface.mainWindow().findChildren(QDockWidget):
+        if dock.objectName() == "Browser":
+            dock.hide()  # more room for the legend of the results
     fields = QgsVectorLayer(inputs["polygons"], "Labelled fields (LULC)", "ogr")
     QgsProject.instance().addMapLayer(fields)
 
@@ -78,24 +83,35 @@ def load_results():
     from cropmapper.ui.dialog import results_html
 
     run = WORK / "run"
-    outcome = pickle.loads((WORK / "outcome.pickle").read_bytes())
+    import json
+    from types import SimpleNamespace
+
+    report_json = next((run / "report").glob("*.json"))
+    report = SimpleNamespace(metrics=json.loads(report_json.read_text()),
+                             html_path=str(next((run / "report").glob("*.html"))))
     classes = pipeline.read_model_classes(str(run / "model.cropmodel"))
     group, loaded = layers.add_results("cropmap_slovenia_2016", classes, str(run / "crop_map.tif"),
                                        str(run / "confidence.tif"), str(run / "fields.gpkg"))
     QgsProject.instance().layerTreeRoot().findLayer(
         QgsProject.instance().mapLayersByName("Labelled fields (LULC)")[0].id()).setItemVisibilityChecked(False)
+    group.setExpanded(True)
     for layer in loaded:
+        node = QgsProject.instance().layerTreeRoot().findLayer(layer.id())
+        node.setExpanded(layer.name() == "Crop map")
         if layer.name() == "Fields (predicted class)":
-            QgsProject.instance().layerTreeRoot().findLayer(layer.id()).setItemVisibilityChecked(False)
+            node.setItemVisibilityChecked(False)
     iface.mapCanvas().setExtent(loaded[-2].extent() if len(loaded) > 1 else loaded[0].extent())
     iface.mapCanvas().refreshAllLayers()
     dialog = plugins["cropmapper"].dialog
-    dialog.results_view.setHtml(results_html(run, str(run / "model.cropmodel"), outcome.report, outcome.warnings))
+    dialog.results_view.setHtml(results_html(run, str(run / "model.cropmodel"), report, []))
     dialog.progress.setValue(100)
     dialog.status.setText(f"Done: results in '{run}', added to the project as group 'cropmap_slovenia_2016'.")
 
 
 def shoot_main():
+    view = iface.layerTreeView()
+    view.expandAll()
+    QApplication.processEvents()
     grab(iface.mainWindow(), "result_map.png")
 
 
@@ -104,8 +120,10 @@ def shoot_fields():
         node = QgsProject.instance().layerTreeRoot().findLayer(layer.id())
         if layer.name() == "Fields (predicted class)":
             node.setItemVisibilityChecked(True)
+            node.setExpanded(True)
         elif layer.name() == "Crop map":
             node.setItemVisibilityChecked(False)
+            node.setExpanded(False)
     iface.mapCanvas().refreshAllLayers()
 
 

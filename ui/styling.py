@@ -22,7 +22,7 @@ from qgis.PyQt.QtGui import QColor
 
 from ..engine.classes import ClassTable
 
-CONFIDENCE_RAMP = "Viridis"
+CONFIDENCE_RAMP = "RdYlGn"  # red = unsure, green = sure, as in the engine's .qml sidecar
 
 
 def class_renderer(layer: QgsRasterLayer, classes: ClassTable, band: int = 1) -> QgsPalettedRasterRenderer:
