@@ -60,13 +60,16 @@ def build_model(preset: str, seed: int = 0) -> STCLN:
     return model
 
 
+CLOCK = time.perf_counter
+
+
 def time_runs(fn, repeats: int) -> list[float]:
     fn()  # warm-up: oneDNN primitive creation, allocator
     samples = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         fn()
-        samples.append(time.perf_counter() - start)
+        samples.append(CLOCK() - start)
     return samples
 
 
@@ -104,7 +107,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="windows per forward pass (default 8, quick 2)")
     parser.add_argument("--repeats", type=int, default=None, help="timed forward passes (default 7, quick 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="one thread, timed in CPU seconds (per-core figures that a busy machine does not skew)")
     args = parser.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        args.threads = 1
+        CLOCK = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -112,7 +121,7 @@ def main() -> None:
     repeats = args.repeats or (2 if args.quick else 7)
 
     shapes = ((2048, 2048, 2048),) if args.quick else ((2048, 2048, 2048), (4096, 4096, 4096), (16384, 256, 1024))
-    matmul = {name: matmul_rate(dtype, shapes, repeats=3 if args.quick else 5)
+    matmul = {name: matmul_rate(dtype, shapes, repeats=3 if args.quick else 5, clock=CLOCK)
               for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     peak = max(m["best_flops"] for m in matmul.values())
     result: dict = {
@@ -120,7 +129,8 @@ def main() -> None:
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "load_average_before": load_before},
         "setting": {"T": T, "C": C, "window": WINDOW, "classes": CLASSES, "batch_windows": batch,
-                    "repeats": repeats, "statistic": "median"},
+                    "repeats": repeats, "statistic": "median",
+                    "clock": "cpu time, one thread" if args.cpu_time else "wall clock"},
         "matmul": matmul,
         "peak_flops": peak,
     }

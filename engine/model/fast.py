@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, ContextManager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -131,3 +132,28 @@ def split_over_threads(fn: Callable[..., torch.Tensor], workers: int, *tensors: 
     finally:
         torch.set_num_threads(main_threads)  # the workers' setting is process-wide for some libraries (MKL)
     return torch.cat(outputs)
+
+
+@functools.lru_cache(maxsize=None)
+def _onednn_linear_works() -> bool:
+    """Whether torch's oneDNN linear (with fused ReLU) exists in this build and computes what ``F.linear`` does."""
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        x, w, b = torch.randn(5, 8), torch.randn(3, 8), torch.randn(3)
+        return bool(torch.allclose(op(x, w, b, "relu", [], ""), torch.relu(F.linear(x, w, b)), atol=1e-4))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def linear(layer: nn.Linear, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
+    """``layer(x)`` (then ReLU if ``relu``); CPU inference in the weights' dtype goes through oneDNN directly.
+
+    Why: for fp32, torch's CPU linear calls MKL, which reaches ~110 GFLOP/s per core on this project's AMD CPU
+    against ~245 through oneDNN; for bf16 both are oneDNN, and the fused ReLU saves a pass over the widest
+    activation.
+    """
+    if (x.device.type == "cpu" and not torch.is_grad_enabled() and x.dtype == layer.weight.dtype
+            and x.dtype in (torch.float32, torch.bfloat16) and _onednn_linear_works()):
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "relu" if relu else "none", [], "")
+    y = layer(x)
+    return F.relu(y, inplace=True) if relu else y

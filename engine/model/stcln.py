@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import STCLNConfig
-from .fast import split_over_threads
+from .fast import linear, split_over_threads
 
 
 class DoubleConv(nn.Sequential):
@@ -94,16 +94,16 @@ class TransformerLayer(nn.Module):
         """``x (N, T, D)``; ``attend (N, 1, 1, T)`` bool, True = key may be attended to; ``bias``: the same as
         an fp32 additive mask (0 / -inf), used on CPUs."""
         n, t, d = x.shape
-        qkv = self.qkv(x).view(n, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        qkv = linear(self.qkv, x).view(n, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         p = self.dropout if self.training else 0.0
         if x.device.type == "cpu":
             a = _cpu_attention(qkv[0], qkv[1], qkv[2], attention_bias(attend) if bias is None else bias, p)
         else:
             a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attend, dropout_p=p)
         # in-place where autograd allows it: fewer fresh buffers (each one costs page faults on CPUs)
-        x = self.norm1(_residual(self.drop(self.out(a.transpose(1, 2).reshape(n, t, d))), x))
-        h = self.drop(F.relu(self.ff1(x), inplace=True))
-        return self.norm2(_residual(self.drop(self.ff2(h)), x))
+        x = self.norm1(_residual(self.drop(linear(self.out, a.transpose(1, 2).reshape(n, t, d))), x))
+        h = self.drop(linear(self.ff1, x, relu=True))
+        return self.norm2(_residual(self.drop(linear(self.ff2, h)), x))
 
 
 def _residual(y: Tensor, x: Tensor) -> Tensor:
@@ -141,15 +141,15 @@ class STA(nn.Module):
 
     def queries(self, temporal: Tensor, step_valid: Tensor) -> Tensor:
         """``temporal (N, P, T, D)``, ``step_valid (N, P, T)`` -> ``(N, P, T*S)``."""
-        return self._flat(self.query(temporal), step_valid)
+        return self._flat(linear(self.query, temporal), step_valid)
 
     def keys(self, spatial: Tensor, step_valid: Tensor) -> Tensor:
         """``spatial (N, P, T, D)``, ``step_valid (N, P, T)`` -> ``(N, P, T*S)``."""
-        return self._flat(self.key(spatial), step_valid)
+        return self._flat(linear(self.key, spatial), step_valid)
 
     def attend(self, q: Tensor, k: Tensor, pooled: Tensor, pixel_valid: Tensor) -> Tensor:
         """``q``/``k (N, P, T*S)``, ``pooled (N, P, D)``, ``pixel_valid (N, P)`` (keys allowed) -> ``(N, P, D)``."""
-        v = self.value(pooled)
+        v = linear(self.value, pooled)
         k = k.to(q.dtype)
         bias = torch.zeros((), dtype=q.dtype, device=q.device).masked_fill(~pixel_valid[:, None, :], float("-inf"))
         # bmm, not matmul: on CPUs matmul copies the transposed keys first (~1.8x slower here)
@@ -260,7 +260,7 @@ class STCLN(nn.Module):
 
     def _forward(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
         b, _, _, h, w = x.shape
-        logits = self.head(self.features(x, positions, valid))
+        logits = linear(self.head, self.features(x, positions, valid))
         return logits.float().transpose(1, 2).reshape(b, -1, h, w)
 
     def temporal_features(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
