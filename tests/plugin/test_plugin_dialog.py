@@ -35,6 +35,7 @@ def polygons(slovenia, qgis_new_project) -> QgsVectorLayer:  # noqa: ARG001 - a 
 
 @pytest.fixture
 def dialog(qgis_iface, polygons, slovenia, tmp_path, wait_for):
+    QgsSettings().remove("cropmapper/dialog")  # remembered settings of earlier runs must not leak in
     dlg = MapCropsDialog(qgis_iface)
     dlg.add_series_files(list(reversed(slovenia["images"])))  # sorted by the dialog
     dlg.add_mask_files(slovenia["masks"])
@@ -68,6 +69,7 @@ def test_series_rows_show_sorted_parsed_dates(dialog, slovenia):
 
 
 def test_checks_explain_what_is_missing(qgis_iface, polygons, tmp_path):
+    QgsSettings().remove("cropmapper/dialog")
     dlg = MapCropsDialog(qgis_iface)
     dlg.output_folder.setFilePath("")
     dlg.train_radio.setChecked(True)
@@ -196,3 +198,22 @@ def test_memory_polygons_are_exported_for_the_engine(tmp_path, qgis_new_project)
     exported = QgsVectorLayer(f"{path}|layername={name}", "x", "ogr")
     assert exported.isValid() and exported.featureCount() == 1
     assert [f["crop"] for f in exported.getFeatures()] == ["maize"]
+
+
+def test_engine_error_reaches_the_dialog_and_message_bar(dialog, qgis_iface, tmp_path, wait_for):
+    from qgis.core import Qgis
+
+    broken = tmp_path / "broken.cropmodel"
+    broken.write_bytes(b"this is not a model")
+    dialog.existing_radio.setChecked(True)
+    dialog.existing_model.setFilePath(str(broken))
+    dialog.set_polygons(None)
+    qgis_iface.messageBar().clear_messages()
+    assert dialog.start() is not None, dialog.status.text()
+    wait_for(lambda: dialog.last_result is not None)
+    result = dialog.last_result
+    assert result.status is Status.FAILURE
+    assert "Traceback" not in result.message and "broken.cropmodel" in result.message
+    assert "Failed" in dialog.status.text()
+    assert any("broken.cropmodel" in m for m in qgis_iface.messageBar().get_messages(Qgis.Critical))
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
