@@ -202,6 +202,7 @@ def study_section(summary: Optional[dict]) -> list[str]:
             out.append(f"| {label(name)} | {pm(v['miou'])} | {pm(v['oa'])} | {pm(v['macro_f1'])} |")
     out += ["", "![Ablations](img/study_ablations.png)", ""]
     out += findings(summary)
+    out += long_check(summary, read_json(RESULTS / "study_long" / "summary.json"))
     out += caveats(summary)
     if summary.get("pretraining"):
         out += ["", "Pre-training runs (reconstruction MSE on masked valid observations, first -> last epoch):", ""]
@@ -260,6 +261,46 @@ def findings(summary: dict) -> list[str]:
     if best:
         out.append("- Best mean mIoU per fraction: " + "; ".join(
             f"{float(f) * 100:g} %: {label(m)} ({v * 100:.1f})" for f, (v, m) in best.items()) + ".")
+    collapsed = single_class_runs(summary)
+    if collapsed:
+        out.append("- Runs whose map of the test fields holds a single class (the network fell back to one class): "
+                   + "; ".join(f"{label(m)} {n} of {total}" for m, (n, total) in collapsed.items()) + ".")
+    return out + [""]
+
+
+def single_class_runs(summary: dict) -> dict[str, tuple[int, int]]:
+    """Per method (main comparison and ablations): runs whose test predictions use one class only, and all runs."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in summary.get("runs", []):
+        columns = [sum(row[j] for row in r["confusion_matrix"]) for j in range(len(r["confusion_matrix"]))]
+        n, total = out.get(r["method"], (0, 0))
+        out[r["method"]] = (n + (sum(c > 0 for c in columns) <= 1), total + 1)
+    order = list(summary["main"]) + list(summary["ablations"])
+    return {m: out[m] for m in sorted(out, key=lambda m: order.index(m) if m in order else len(order))}
+
+
+def long_check(summary: dict, long: Optional[dict]) -> list[str]:
+    """A longer fine-tuning of the same runs (fewer of them), to see how much the short budget costs."""
+    if not long:
+        return []
+    out = ["### Is the budget the limit? A longer fine-tuning check", ""]
+    sch = long["setup"]["schedule"]
+    out.append(f"`bench/study.py --seeds {len(long['setup']['seeds'])} --fractions "
+               f"{','.join(f'{f:g}' for f in long['setup']['fractions'])} --epochs {sch['epochs']} --methods "
+               f"{','.join(m for m, v in long['main'].items() if any(v.values()))} --no-ablations --out "
+               f"bench/results/study_long`: {sch['epochs']} epochs x {sch['steps_per_epoch']} steps instead of "
+               f"{summary['setup']['schedule']['epochs']} x {summary['setup']['schedule']['steps_per_epoch']}, "
+               "the same seeds' splits.")
+    out += ["", "| run | steps | test mIoU (%) | OA (%) | macro F1 (%) | best epoch |", "|---|---:|---:|---:|---:|---:|"]
+    short = {r["key"]: r for r in summary.get("runs", [])}
+    for r in long.get("runs", []):
+        mine = short.get(r["key"])
+        if mine:
+            steps = summary["setup"]["schedule"]["epochs"] * summary["setup"]["schedule"]["steps_per_epoch"]
+            out.append(f"| {r['key']} (study budget) | {steps} | {mine['miou'] * 100:.1f} | {mine['oa'] * 100:.1f} | "
+                       f"{mine['macro_f1'] * 100:.1f} | {mine.get('best_epoch', '–')} |")
+        out.append(f"| {r['key']} (longer) | {sch['epochs'] * sch['steps_per_epoch']} | {r['miou'] * 100:.1f} | "
+                   f"{r['oa'] * 100:.1f} | {r['macro_f1'] * 100:.1f} | {r.get('best_epoch', '–')} |")
     return out + [""]
 
 

@@ -392,14 +392,19 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
         return split_fields(data.field_classes, VAL_FRACTION, TEST_FRACTION, fraction, seed)
 
     # Main comparison, seed by seed (each seed complete before the next, so a cut-short study is still usable).
+    methods = METHODS if not args.methods else tuple(m for m in METHODS if m in args.methods.split(","))
     for seed in seeds:
         for fraction in fractions:
             split = split_for(seed, fraction)
-            do(seed, fraction, "rf", split, lambda: run_forest(data, split, schedule, seed))
-            do(seed, fraction, "pixel_transformer", split, lambda: run_network(data, split, schedule, seed, pixel=True))
-            do(seed, fraction, "stcln", split, lambda: run_network(data, split, schedule, seed))
-            do(seed, fraction, "stcln_wp", split, lambda: run_network(
-                data, split, schedule, seed, init_state=backbone("spatiotemporal", "date", True, seed)))
+            jobs = {
+                "rf": lambda: run_forest(data, split, schedule, seed),
+                "pixel_transformer": lambda: run_network(data, split, schedule, seed, pixel=True),
+                "stcln": lambda: run_network(data, split, schedule, seed),
+                "stcln_wp": lambda: run_network(data, split, schedule, seed,
+                                                init_state=backbone("spatiotemporal", "date", True, seed)),
+            }
+            for method in methods:
+                do(seed, fraction, method, split, jobs[method])
 
     # Ablations of STCLN_wp at one label fraction (the reference is stcln_wp at that fraction above).
     fraction = ABLATION_FRACTION if ABLATION_FRACTION in fractions else fractions[0]
@@ -484,6 +489,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per epoch")
     parser.add_argument("--pretrain-per-seed", action="store_true", help="pre-train once per seed (default: once)")
     parser.add_argument("--no-ablations", action="store_true", help="only the main comparison")
+    parser.add_argument("--methods", default=None, help=f"a subset of {','.join(METHODS)} (default all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the slovenia_s2 folder")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "study"), help="results folder")
