@@ -539,39 +539,66 @@ def map_crops(
 
 
 def _labelled_scenes(ts, fields, split, mean, std, positions, bands, reporter):
-    """Reads the region of the labelled fields (with a margin for the spatial context) as train and val scenes."""
-    from . import regions
-    from .training import Scene
+    """Reads the labelled region as training scenes (blocks) and the validation fields as small scenes.
 
-    x0, y0, w, h = fields.window
-    margin = 8
-    gx0, gy0 = max(0, x0 - margin), max(0, y0 - margin)
-    gx1, gy1 = min(ts.grid.width, x0 + w + margin), min(ts.grid.height, y0 + h + margin)
-    labels = np.zeros((gy1 - gy0, gx1 - gx0), np.int64)
-    field_ids = np.zeros_like(labels, dtype=np.int32)
-    labels[y0 - gy0 : y0 - gy0 + h, x0 - gx0 : x0 - gx0 + w] = fields.labels
-    field_ids[y0 - gy0 : y0 - gy0 + h, x0 - gx0 : x0 - gx0 + w] = fields.field_ids
+    Validation runs every epoch, so each validation field is read with just a margin of spatial context
+    instead of whole blocks.
+    """
+    from . import regions
+
     train_ids = np.asarray(split.train, dtype=np.int32)
-    val_ids = np.asarray(split.val, dtype=np.int32)
-    windows = regions.tile_windows(gx0, gy0, gx1 - gx0, gy1 - gy0)
-    train_scenes, val_scenes = [], []
-    for i, (bx, by, bw, bh) in enumerate(windows):
-        reporter.report(i / len(windows), "Reading the labelled fields")
-        block_ids = field_ids[by - gy0 : by - gy0 + bh, bx - gx0 : bx - gx0 + bw]
-        block_labels = labels[by - gy0 : by - gy0 + bh, bx - gx0 : bx - gx0 + bw]
-        in_train = np.isin(block_ids, train_ids)
-        in_val = np.isin(block_ids, val_ids)
-        if not (in_train.any() or in_val.any()):
-            continue
-        x, valid = ts.read(bx, by, bw, bh, bands=list(bands))
-        x = normalise_input(x, valid, mean, std)
-        if in_train.any():
-            train_scenes.append(Scene(x, valid, positions, np.where(in_train, block_labels, 0), block_ids))
-        if in_val.any():
-            val_scenes.append(Scene(x, valid, positions, np.where(in_val, block_labels, 0), block_ids))
+    train_scenes = []
+    x0, y0, w, h = fields.window
+    windows = regions.tile_windows(*_with_margin(ts.grid, x0, y0, w, h))
+    for i, window in enumerate(windows):
+        reporter.report(0.8 * i / len(windows), "Reading the labelled fields")
+        scene = _field_scene(ts, fields, window, train_ids, mean, std, positions, bands)
+        if scene is not None:
+            train_scenes.append(scene)
     if not train_scenes:
         raise EngineError("No training field has a valid pixel on the images. Check the polygons and the cloud masks.")
+    val_scenes = []
+    for field_id in split.val:
+        rows, cols = np.nonzero(fields.field_ids == field_id)
+        if rows.size == 0:
+            continue
+        box = _with_margin(ts.grid, x0 + int(cols.min()), y0 + int(rows.min()), int(np.ptp(cols)) + 1, int(np.ptp(rows)) + 1)
+        scene = _field_scene(ts, fields, box, np.asarray([field_id], np.int32), mean, std, positions, bands)
+        if scene is not None:
+            val_scenes.append(scene)
+    reporter.report(1.0, "Reading the labelled fields")
     return train_scenes, val_scenes
+
+
+FIELD_MARGIN = 8  # pixels of context read around labelled fields (the spatial encoder sees 9 x 9)
+
+
+def _with_margin(grid, x0: int, y0: int, w: int, h: int) -> tuple[int, int, int, int]:
+    gx0, gy0 = max(0, x0 - FIELD_MARGIN), max(0, y0 - FIELD_MARGIN)
+    gx1, gy1 = min(grid.width, x0 + w + FIELD_MARGIN), min(grid.height, y0 + h + FIELD_MARGIN)
+    return gx0, gy0, gx1 - gx0, gy1 - gy0
+
+
+def _field_scene(ts, fields, window, keep_ids, mean, std, positions, bands):
+    """The scene of one grid window, labelled only on the fields in ``keep_ids``; None when none is there."""
+    from .training import Scene
+
+    bx, by, bw, bh = window
+    fx0, fy0, fw, fh = fields.window
+    labels = np.zeros((bh, bw), np.int64)
+    field_ids = np.zeros((bh, bw), np.int32)
+    # The overlap of the window with the rasterised fields' window.
+    ox0, oy0 = max(bx, fx0), max(by, fy0)
+    ox1, oy1 = min(bx + bw, fx0 + fw), min(by + bh, fy0 + fh)
+    if ox1 <= ox0 or oy1 <= oy0:
+        return None
+    field_ids[oy0 - by : oy1 - by, ox0 - bx : ox1 - bx] = fields.field_ids[oy0 - fy0 : oy1 - fy0, ox0 - fx0 : ox1 - fx0]
+    labels[oy0 - by : oy1 - by, ox0 - bx : ox1 - bx] = fields.labels[oy0 - fy0 : oy1 - fy0, ox0 - fx0 : ox1 - fx0]
+    keep = np.isin(field_ids, keep_ids)
+    if not keep.any():
+        return None
+    x, valid = ts.read(bx, by, bw, bh, bands=list(bands))
+    return Scene(normalise_input(x, valid, mean, std), valid, positions, np.where(keep, labels, 0), field_ids)
 
 
 def normalise_input(x, valid, mean, std):
