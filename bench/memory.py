@@ -109,7 +109,7 @@ def main() -> int:
     parser.add_argument("--block", type=int, default=512)
     parser.add_argument("--work", default=None, help="folder for the synthetic rasters (default: a temporary one)")
     parser.add_argument("--gdal-cache-mb", type=int, default=None,
-                        help="GDAL_CACHEMAX for the runs (default: GDAL's own, 5%% of RAM)")
+                        help="GDAL_CACHEMAX for the runs (predict_raster still caps it at its gdal_cache_mb)")
     parser.add_argument("--markdown", default=None, help="write the table to this Markdown file")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,8 +159,15 @@ def write_markdown(path: Path, rows: list[dict], args, verdict: bool) -> None:
     for r in rows:
         lines.append(f"| {r['size']} x {r['size']} | {r['pixels']:,} | {r['seconds']} | {r['rss_before_mib']} | "
                      f"{r['peak_rss_mib']} | {r['ratio_to_first']} |")
-    cache = f"GDAL_CACHEMAX={args.gdal_cache_mb} MB" if args.gdal_cache_mb is not None else "GDAL's default cache"
-    command = " ".join(["bench/memory.py"] + [a for a in sys.argv[1:] if not a.startswith("--markdown")])
+    cache = (f"GDAL_CACHEMAX={args.gdal_cache_mb} MB" if args.gdal_cache_mb is not None
+             else "predict_raster's default GDAL cache cap")
+    argv, shown = sys.argv[1:], []
+    for i, a in enumerate(argv):
+        if a == "--work" or (i and argv[i - 1] == "--work") or a.startswith("--markdown") or (
+                i and argv[i - 1] == "--markdown"):
+            continue
+        shown.append(a)
+    command = " ".join(["bench/memory.py", *shown, "--markdown", str(path)])
     section = "\n".join([
         f"### {dt.date.today().isoformat()}: {args.dates} dates x {len(BANDS)} bands, tile {args.tile}, overlap "
         f"{args.overlap}, block {args.block}, {cache}",

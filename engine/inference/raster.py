@@ -260,6 +260,8 @@ def predict_raster(
                 result = _block_result(probs, classes, want_probs)
                 if stats is not None:
                     stats.add(ids, probs, result.classes > 0)
+                # Drop this block's arrays before the next is fetched (which starts reading the one after).
+                del region, ids, probs
                 yield index, result
 
         if world == 1:
