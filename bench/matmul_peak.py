@@ -62,7 +62,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", help="write the result to this JSON file")
     args = parser.parse_args()
-    result = {"threads": torch.get_num_threads(), "fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    result = {"threads": torch.get_num_threads(), "fp32": matmul_rate(torch.float32),
+              "bf16": matmul_rate(torch.bfloat16)}
     for name in ("fp32", "bf16"):
         print(f"{name}: best {result[name]['best_flops'] / 1e9:.1f} GFLOP/s "
               + ", ".join(f"{s} {r / 1e9:.1f}" for s, r in result[name]["by_shape"].items()))

@@ -13,7 +13,8 @@ from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Temporal-encoder chunk on CPUs, in elements of its widest activation (the feed-forward hidden layer) at T=24:
-# small enough that a chunk's activations stay in cache, large enough for efficient GEMMs (paper: 128 pixels; 96-256 measure alike).
+# small enough that a chunk's activations stay in cache, large enough for efficient GEMMs (paper: 128 pixels;
+# 96 to 256 measure alike).
 CPU_CHUNK_ELEMENTS = 128 * 24 * 1024
 
 
