@@ -173,8 +173,10 @@ def study_section(summary: Optional[dict]) -> list[str]:
         "the validation fields' mIoU (the networks likewise keep their best validation epoch).",
         "- **Per-pixel Transformer**: STCLN without the spatial branch (1x1 per-pixel embedding, no STA; same "
         "temporal encoder, max-pool, head, training loop and budget).",
-        f"- Budget: the whole study took {summary['seconds'] / 60:.0f} min on the machine below "
-        f"({s['threads']} torch threads, shared with other work, so times are indicative).",
+        f"- Budget: the runs and pre-trainings took {summary['seconds'] / 60:.0f} min of wall time in all on the "
+        f"machine below ({s['threads']} torch threads each"
+        + (", the ablations in a second process alongside the main comparison" if summary.get("merged_from") else "")
+        + "; the machine was shared with other work, so times are indicative).",
         "",
         "### Results",
         "",

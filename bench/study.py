@@ -345,6 +345,16 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / "runs.jsonl"
     runs = load_runs(runs_path)
+    merged_pretraining: dict[str, Any] = {}
+    for other in args.merge or []:
+        # Runs made by another process of the same study (e.g. the ablations run alongside): taken as done.
+        for key, record in load_runs(Path(other) / "runs.jsonl").items():
+            if key not in runs:
+                append_run(runs_path, record)
+                runs[key] = record
+        other_summary = Path(other) / "summary.json"
+        if other_summary.exists():
+            merged_pretraining.update(json.loads(other_summary.read_text()).get("pretraining", {}))
     years = None if args.years == "all" else {int(y) for y in args.years.split(",")}
     fractions = tuple(float(f) for f in args.fractions.split(","))
     seeds = list(range(args.seeds))
@@ -442,13 +452,17 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
         "pretrain_per_seed": bool(args.pretrain_per_seed), "quick": bool(args.quick),
         "threads": args.threads, "python": platform.python_version(), "torch": torch.__version__,
     }
-    summary["pretraining"] = pretrain_log
-    summary["seconds"] = round(time.perf_counter() - started, 1)
+    summary["pretraining"] = {**merged_pretraining, **pretrain_log}
+    summary["merged_from"] = list(args.merge or [])
+    # Compute time of the runs and pre-trainings (processes may have run side by side); wall time of this process.
+    summary["seconds"] = round(sum(r["seconds"] for r in runs.values())
+                               + sum(p["seconds"] for p in summary["pretraining"].values()), 1)
+    summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=1))
-    log(f"study done in {summary['seconds']} s -> {out / 'summary.json'}")
+    log(f"study done: {summary['seconds']} s of runs, {summary['wall_seconds']} s here -> {out / 'summary.json'}")
     return summary
 
 
@@ -491,6 +505,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-ablations", action="store_true", help="only the main comparison")
     parser.add_argument("--methods", default=None, help=f"a subset of {','.join(METHODS)} (default all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--merge", nargs="*", default=None,
+                        help="result folders of other processes of this study whose runs count as done")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the slovenia_s2 folder")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "study"), help="results folder")
     parser.add_argument("--json", default=None, help="also write the summary to this file")
