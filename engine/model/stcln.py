@@ -63,6 +63,23 @@ def sinusoidal_encoding(positions: Tensor, d_model: int, max_period: float = 100
     return enc
 
 
+SDPA_MAX_BATCH = 32768
+
+
+def fused_attention(q: Tensor, k: Tensor, v: Tensor, attend: Tensor, dropout_p: float,
+                    max_batch: int = SDPA_MAX_BATCH) -> Tensor:
+    """``scaled_dot_product_attention`` in slices of at most ``max_batch`` sequences: CUDA's fused kernels put the
+    batch on a grid axis limited to 65535 (pytorch/pytorch#146704), which one sequence per pixel exceeds from 64
+    windows of 32 x 32 on."""
+    if q.shape[0] <= max_batch:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=dropout_p)
+    return torch.cat([
+        F.scaled_dot_product_attention(q[i:i + max_batch], k[i:i + max_batch], v[i:i + max_batch],
+                                       attn_mask=attend[i:i + max_batch], dropout_p=dropout_p)
+        for i in range(0, q.shape[0], max_batch)
+    ])
+
+
 def _cpu_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, dropout_p: float) -> Tensor:
     """Attention over few keys (the dates) for CPUs: matrix products in the input dtype, softmax in fp32.
 
@@ -99,7 +116,7 @@ class TransformerLayer(nn.Module):
         if x.device.type == "cpu":
             a = _cpu_attention(qkv[0], qkv[1], qkv[2], attention_bias(attend) if bias is None else bias, p)
         else:
-            a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attend, dropout_p=p)
+            a = fused_attention(qkv[0], qkv[1], qkv[2], attend, p)
         # in-place where autograd allows it: fewer fresh buffers (each one costs page faults on CPUs)
         x = self.norm1(_residual(self.drop(linear(self.out, a.transpose(1, 2).reshape(n, t, d))), x))
         h = self.drop(linear(self.ff1, x, relu=True))

@@ -164,3 +164,33 @@ def test_chunked_inference_path_gives_the_same_result(preset):
         out = low(x, positions, valid)
     assert out.dtype == torch.float32
     assert (out.argmax(1) == reference.argmax(1)).float().mean() > 0.9
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_agrees_with_cpu_fp32():
+    from engine.model.fast import inference_context, prepare_for_inference
+
+    torch.manual_seed(3)
+    model = STCLN(make_config("paper", in_channels=10, num_classes=20)).eval()
+    with torch.no_grad():
+        model.sta.gamma.fill_(0.5)
+    x, positions, valid = _inputs(4, 12, 10, 32, 32)
+    with torch.inference_mode():
+        reference = model(x, positions, valid).argmax(1)
+    cuda = prepare_for_inference(copy.deepcopy(model), "cuda")
+    with torch.inference_mode(), inference_context("cuda", "bf16"):
+        out = cuda(x.cuda(), positions.cuda(), valid.cuda())
+    assert out.shape == (4, 20, 32, 32) and torch.isfinite(out).all()
+    assert (out.argmax(1).cpu() == reference).float().mean() >= 0.99
+
+
+def test_fused_attention_in_slices_equals_one_call_and_cpu_attention():
+    from engine.model.stcln import _cpu_attention, attention_bias, fused_attention
+
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(7, 2, 5, 8, generator=g) for _ in range(3))
+    attend = torch.rand(7, 1, 1, 5, generator=g) > 0.3
+    attend[:, ..., 0] = True
+    whole = fused_attention(q, k, v, attend, 0.0)
+    torch.testing.assert_close(fused_attention(q, k, v, attend, 0.0, max_batch=3), whole)
+    torch.testing.assert_close(_cpu_attention(q, k, v, attention_bias(attend), 0.0), whole, rtol=1e-5, atol=1e-5)
