@@ -239,10 +239,12 @@ def bench_forward(preset: str, precision: str, t: int, window: int, batch: int, 
                   clock: Clock, args: argparse.Namespace, models: dict[str, torch.nn.Module]) -> dict[str, Any]:
     """Pixels per second of the bare model forward for one setting."""
     config = make_config(preset, CHANNELS, CLASSES)
-    if preset not in models:
+    # One prepared model per precision: on CPUs the bf16 path converts the weights themselves.
+    key = f"{preset}-{precision}"
+    if key not in models:
         torch.manual_seed(0)
-        models[preset] = prepare_for_inference(STCLN(config), device)
-    model = models[preset]
+        models[key] = prepare_for_inference(STCLN(config), device, precision)
+    model = models[key]
 
     def run(b: int) -> dict[str, Any]:
         x, positions, valid = model_inputs(b, t, window, device)
