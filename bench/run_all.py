@@ -83,16 +83,27 @@ def pm(stats: Optional[dict], scale: float = 100.0, digits: int = 1) -> str:
     return f"{stats['mean'] * scale:.{digits}f} ± {stats['std'] * scale:.{digits}f}"
 
 
-def included(path: Path) -> list[str]:
-    """Another engineer's section, headings demoted one level, or a note that it is missing."""
+def included(path: Path, top: int = 3) -> list[str]:
+    """Another engineer's section with its headings shifted so the highest is level ``top``, or a note."""
     if not path.exists():
         return [f"_Not available: `{path.relative_to(ROOT)}` has not been written on this machine._", ""]
-    lines, fenced = [], False
-    for line in path.read_text().splitlines():
+    text = path.read_text().splitlines()
+    fenced, levels = False, []
+    for line in text:
         if line.startswith("```"):
             fenced = not fenced
-        lines.append("#" + line if line.startswith("#") and not fenced else line)
-    return [f"_From [`{path.relative_to(ROOT)}`]({path.name}):_", ""] + lines + [""]
+        elif line.startswith("#") and not fenced:
+            levels.append(len(line) - len(line.lstrip("#")))
+    shift = top - min(levels) if levels else 0
+    lines, fenced = [], False
+    for line in text:
+        if line.startswith("```"):
+            fenced = not fenced
+        elif line.startswith("#") and not fenced:
+            level = len(line) - len(line.lstrip("#"))
+            line = "#" * max(1, level + shift) + line[level:]
+        lines.append(line)
+    return [f"_Included from [`{path.relative_to(ROOT)}`]({path.name}):_", ""] + lines + [""]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -377,7 +388,8 @@ def write_report(info: dict, study_dir: Path, path: Path) -> Path:
         "```",
         "",
         *study_section(summary),
-        *throughput_section(throughput),
+        *(throughput_section(throughput) if throughput or not (DOCS / "BENCHMARKS_throughput.md").exists()
+          else ["## CPU inference throughput", ""]),
         *included(DOCS / "BENCHMARKS_throughput.md"),
         "## Memory against raster size",
         "",
