@@ -168,7 +168,7 @@ def _write_raster(path: Path, data: np.ndarray, transform, wkt: str, band_names,
         dataset = None
 
 
-def run_demo(out: str | Path, device: str = "auto", progress=None, pretrain_epochs: int = 4, train_epochs: int = 25) -> dict:
+def run_demo(out: str | Path, device: str = "auto", progress=None, pretrain_epochs: int = 2, train_epochs: int = 12) -> dict:
     """The whole workflow on the synthetic scene with the ``lite`` preset: pretrain -> train -> predict -> evaluate."""
     from . import pipeline
     from .progress import as_reporter
@@ -176,7 +176,7 @@ def run_demo(out: str | Path, device: str = "auto", progress=None, pretrain_epoc
     reporter = as_reporter(progress)
     out = Path(out)
     reporter.report(0.0, "Writing the synthetic scene")
-    scene = make_demo_scene(out / "scene")
+    scene = make_demo_scene(out / "scene", dates=20)
     series = pipeline.SeriesInput(images=[str(p) for p in scene.images], cloud_masks=[str(p) for p in scene.cloud_masks])
     labels = pipeline.LabelInput(path=str(scene.fields), class_field=scene.class_field, layer="labelled")
     pipeline.pretrain(
