@@ -163,12 +163,17 @@ def describe_series(series: SeriesInput) -> list[tuple[str, Optional[dt.date], l
 
 def read_model_classes(model_path: str):
     """The class table of a model file (``ClassTable``), or an error for a pre-trained-only model."""
+    return _load_classifier(model_path).classes
+
+
+def _load_classifier(model_path: str):
+    """A model file that can map crops: a pre-trained-only model has no classes yet."""
     from .bundle import ModelBundle
 
     bundle = ModelBundle.load(model_path)
     if bundle.classes is None:
         raise EngineError(f"'{model_path}' is a pre-trained model without crop classes. Train it on labelled fields first.")
-    return bundle.classes
+    return bundle
 
 
 def pretrain(
@@ -254,7 +259,6 @@ def train(
     cancelled: Optional[CancelledCallback] = None,
 ) -> TrainOutcome:
     """Fine-tunes STCLN on the labelled fields (from a pre-trained model, or from scratch); writes a ``.cropmodel``."""
-    from . import regions
     from .bundle import ModelBundle
     from .data import band_statistics, rasterize_fields, split_fields
     from .model import date_positions, make_config, season_start_for
@@ -369,7 +373,6 @@ def predict(
     cancelled: Optional[CancelledCallback] = None,
 ) -> PredictOutcome:
     """Maps the crops over the whole series tile by tile; writes the class map and the optional outputs."""
-    from .bundle import ModelBundle
     from .inference import field_results, predict_raster
 
     started = time.perf_counter()
@@ -379,9 +382,7 @@ def predict(
     for path in (out_map, out_confidence, out_probabilities, fields_out):
         if path:
             check_writable(path)
-    bundle = ModelBundle.load(model_path)
-    if bundle.classes is None:
-        raise EngineError(f"'{model_path}' is a pre-trained model without crop classes. Train it on labelled fields first.")
+    bundle = _load_classifier(model_path)
     with open_series(series) as ts:
         bundle.check_bands(ts.band_names)
         result = predict_raster(
