@@ -43,7 +43,7 @@ def class_qml(classes: ClassTable) -> str:
         for info in classes
     )
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.28.0" styleCategories="AllStyleCategories">
+<qgis version="3.22.0" styleCategories="AllStyleCategories">
   <pipe>
     <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
       <rasterTransparency/>
@@ -67,7 +67,7 @@ def confidence_qml() -> str:
         f'            <item value="{v}" color="{c}" alpha="255" label="{label}"/>' for v, c, label in stops
     )
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.28.0" styleCategories="AllStyleCategories">
+<qgis version="3.22.0" styleCategories="AllStyleCategories">
   <pipe>
     <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" alphaBand="-1" classificationMin="0" classificationMax="1" nodataColor="">
       <rasterTransparency/>
