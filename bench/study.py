@@ -59,13 +59,13 @@ class Schedule:
     size: str = "micro"
     crop: int = 8
     batch_size: int = 16
-    epochs: int = 2
-    steps_per_epoch: int = 15
+    epochs: int = 10
+    steps_per_epoch: int = 30
     lr: float = 2e-3
     pretrain_crop: int = 8
     pretrain_batch_size: int = 32
-    pretrain_epochs: int = 3
-    pretrain_steps: int = 10
+    pretrain_epochs: int = 10
+    pretrain_steps: int = 30
     pretrain_lr: float = 2e-3
     mask_ratio: float = 0.4
     rf_trees: int = 200
@@ -341,6 +341,10 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
         schedule.epochs = args.epochs
     if args.steps:
         schedule.steps_per_epoch = args.steps
+    if args.pretrain_epochs:
+        schedule.pretrain_epochs = args.pretrain_epochs
+    if args.pretrain_steps:
+        schedule.pretrain_steps = args.pretrain_steps
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / "runs.jsonl"
@@ -501,10 +505,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default=None, help="network size (default micro)")
     parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs")
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per epoch")
+    parser.add_argument("--pretrain-epochs", type=int, default=None, help="pre-training epochs")
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="pre-training steps per epoch")
     parser.add_argument("--pretrain-per-seed", action="store_true", help="pre-train once per seed (default: once)")
     parser.add_argument("--no-ablations", action="store_true", help="only the main comparison")
     parser.add_argument("--methods", default=None, help=f"a subset of {','.join(METHODS)} (default all)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a shared machine, 2 threads spin-waiting for a busy core were "
+                             "up to 25x slower)")
     parser.add_argument("--merge", nargs="*", default=None,
                         help="result folders of other processes of this study whose runs count as done")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the slovenia_s2 folder")
