@@ -352,8 +352,12 @@ def caveats(summary: dict) -> list[str]:
         "weighs as much in them as forest.",
         "- Within a seed, every method sees the same fields, so the paired differences (above) are more telling "
         "than the overlapping ± ranges.",
-        "",
-    ]
+    ] + ([
+        "- **Networks that fall back to one class.** Fine-tuning uses the engine's default inverse-frequency class "
+        "weights; with classes of a few dozen training pixels (or fewer) these weights are extreme, and a short "
+        "schedule can end with a network that maps everything as one class. The best-validation-epoch rule then "
+        "keeps it when no epoch does better. The Random Forest (balanced class weights too) does not show this.",
+    ] if any(n for n, _ in single_class_runs(summary).values()) else []) + [""]
 
 
 def write_report(info: dict, study_dir: Path, path: Path) -> Path:
