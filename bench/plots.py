@@ -15,8 +15,8 @@ LABELS = {
     "pixel_transformer": "Transformer (pixel, no spatial branch)",
     "stcln": "STCLN (from scratch)",
     "stcln_wp": "STCLN_wp (pre-trained)",
-    "reference": "STCLN_wp (spatiotemporal mask, STA, dates, clouds used)",
-    "scratch": "STCLN from scratch (no pre-training)",
+    "reference": "STCLN_wp (reference)",
+    "scratch": "STCLN, no pre-training",
     "mask_temporal": "temporal masking",
     "mask_spatial": "spatial masking",
     "sta_off": "STA off",
@@ -54,13 +54,13 @@ def metric_vs_fraction(summary: dict[str, Any], metric: str, path: Path) -> Path
 def ablation_bars(summary: dict[str, Any], path: Path) -> Path:
     """Horizontal bars of test mIoU (mean +- std) for STCLN_wp and its ablations."""
     rows = [(name, v["miou"]["mean"], v["miou"]["std"]) for name, v in summary["ablations"].items() if v]
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(rows) + 1.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.2, 0.45 * len(rows) + 1.4), dpi=120)
     names = [LABELS.get(n, n) for n, _, _ in rows][::-1]
     ax.barh(names, [m for _, m, _ in rows][::-1], xerr=[s for _, _, s in rows][::-1], capsize=3,
             color=["#4c72b0" if n not in ("reference", "scratch") else "#dd8452" for n, _, _ in rows][::-1])
     ax.set_xlabel("test mIoU")
     fraction = summary["setup"]["ablation_fraction"]
-    ax.set_title(f"Ablations of STCLN_wp at {fraction * 100:g} % of the training fields")
+    ax.set_title(f"STCLN_wp ablations, {fraction * 100:g} % of the training fields")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

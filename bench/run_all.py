@@ -210,9 +210,11 @@ def study_section(summary: Optional[dict]) -> list[str]:
             "NDVI counted as observations, in pre-training, fine-tuning and prediction); 'STA off' fine-tunes "
             "from the reference's pre-trained backbone.", "",
             "| variant | mIoU (%) | OA (%) | macro F1 (%) |", "|---|---:|---:|---:|"]
+    names = {"reference": "STCLN_wp reference: spatiotemporal masking, STA on, date encoding, cloud mask used",
+             "scratch": "STCLN from scratch (no pre-training)"}
     for name, v in summary["ablations"].items():
         if v:
-            out.append(f"| {label(name)} | {pm(v['miou'])} | {pm(v['oa'])} | {pm(v['macro_f1'])} |")
+            out.append(f"| {names.get(name, label(name))} | {pm(v['miou'])} | {pm(v['oa'])} | {pm(v['macro_f1'])} |")
     out += ["", "![Ablations](img/study_ablations.png)", ""]
     out += findings(summary)
     out += budget_check(summary, read_json(RESULTS / "study_short" / "summary.json"))
