@@ -12,7 +12,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     name = (name or "auto").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            # With an index: torch.cuda.set_device and memory queries refuse a bare "cuda".
+            return torch.device("cuda", torch.cuda.current_device())
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -28,7 +29,7 @@ def resolve_device(name: str = "auto") -> torch.device:
                 f"Device '{name}' was requested but no CUDA GPU is available to PyTorch. Use 'auto' or 'cpu', "
                 "or install a CUDA build of PyTorch."
             )
-        index = 0 if name == "cuda" else _cuda_index(name)
+        index = torch.cuda.current_device() if name == "cuda" else _cuda_index(name)
         if index >= torch.cuda.device_count():
             raise EngineError(
                 f"Device '{name}' does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)."
