@@ -492,9 +492,35 @@ def map_crops(
     Writes into ``out_dir``: ``model.cropmodel`` (and ``pretrained.cropmodel``), ``crop_map.tif``,
     ``confidence.tif``, ``fields.gpkg`` and ``report/``.
     """
-    reporter = as_reporter(progress, cancelled)
     folder = Path(out_dir)
+    existed = folder.exists()
     check_writable(folder / "crop_map.tif")
+    before = set(folder.rglob("*"))
+    try:
+        return _map_crops(
+            series, labels, folder, train_options, pretrain_options, predict_options, existing_model, outputs,
+            as_reporter(progress, cancelled), cancelled,
+        )
+    except BaseException:
+        # The steps that finished wrote complete files, but a cancelled or failed job leaves none of its outputs.
+        _remove_new_files(folder, before, remove_folder=not existed)
+        raise
+
+
+def _remove_new_files(folder: Path, before: set, remove_folder: bool) -> None:
+    import shutil
+
+    for path in sorted(set(folder.rglob("*")) - before, key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if remove_folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _map_crops(series, labels, folder, train_options, pretrain_options, predict_options, existing_model, outputs,
+               reporter, cancelled) -> MapCropsOutcome:
     warnings: list[str] = []
     trained: Optional[TrainOutcome] = None
     if existing_model:

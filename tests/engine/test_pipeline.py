@@ -1,0 +1,55 @@
+"""``map_crops``, all steps in one call, on a tiny synthetic scene."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import pipeline
+from engine.demo import make_demo_scene
+from engine.errors import CancelledError
+
+FAST = dict(preset="lite", epochs=1, steps_per_epoch=2, batch_size=2, crop=16, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return make_demo_scene(tmp_path_factory.mktemp("scene"), size=40, dates=5, label_share=0.7, seed=5)
+
+
+def _inputs(scene):
+    series = pipeline.SeriesInput([str(p) for p in scene.images], cloud_masks=[str(p) for p in scene.cloud_masks])
+    return series, pipeline.LabelInput(str(scene.fields), "crop", layer="labelled")
+
+
+def test_map_crops_writes_every_output(scene, tmp_path):
+    series, labels = _inputs(scene)
+    result = pipeline.map_crops(
+        series, labels, str(tmp_path / "out"), train_options=pipeline.TrainOptions(**FAST),
+        pretrain_options=pipeline.PretrainOptions(**{k: v for k, v in FAST.items()}),
+        predict_options=pipeline.PredictOptions(device="cpu"),
+    )
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"pretrained.cropmodel", "model.cropmodel", "crop_map.tif", "confidence.tif", "fields.gpkg", "report"} <= names
+    assert result.report is not None and result.report.metrics["split"] == "test"
+    assert result.train is not None and result.predict.fields_path
+
+
+def test_cancel_after_training_leaves_no_output(scene, tmp_path):
+    """Cancelled while mapping: the models already written go too, and files that were there stay."""
+    series, labels = _inputs(scene)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    seen = []
+
+    def progress(fraction: float, message: str) -> None:
+        seen.append(fraction)
+
+    with pytest.raises(CancelledError):
+        pipeline.map_crops(
+            series, labels, str(out), train_options=pipeline.TrainOptions(**FAST),
+            pretrain_options=pipeline.PretrainOptions(**FAST), predict_options=pipeline.PredictOptions(device="cpu"),
+            progress=progress, cancelled=lambda: bool(seen) and seen[-1] > 0.8,
+        )
+    assert max(seen) > 0.8, "the cancel came after the models were written"
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
