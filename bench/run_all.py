@@ -184,8 +184,8 @@ def study_section(summary: Optional[dict]) -> list[str]:
         "the validation fields' mIoU (the networks likewise keep their best validation epoch).",
         "- **Per-pixel Transformer**: STCLN without the spatial branch (1x1 per-pixel embedding, no STA; same "
         "temporal encoder, max-pool, head, training loop and budget).",
-        f"- Budget: the runs and pre-trainings took {summary['seconds'] / 60:.0f} min of wall time in all on the "
-        f"machine below ({s['threads']} torch threads each"
+        f"- Budget: the run and pre-training times add up to {summary['seconds'] / 60:.0f} min on the "
+        f"machine below ({s['threads']} torch thread(s) per process"
         + (", the ablations in a second process alongside the main comparison" if summary.get("merged_from") else "")
         + "; the machine was shared with other work, so times are indicative).",
         "",
@@ -283,6 +283,18 @@ def findings(summary: dict) -> list[str]:
     if best:
         out.append("- Best mean mIoU per fraction: " + "; ".join(
             f"{float(f) * 100:g} %: {label(m)} ({v * 100:.1f})" for f, (v, m) in best.items()) + ".")
+    ref = summary["ablations"].get("reference")
+    if ref:
+        parts = []
+        for name, v in summary["ablations"].items():
+            if name == "reference" or not v:
+                continue
+            diffs = [a - b for a, b in zip(v["miou"]["values"], ref["miou"]["values"])]
+            worse = sum(d < 0 for d in diffs)
+            parts.append(f"{label(name)} {sum(diffs) / len(diffs) * 100:+.1f} (below the reference in {worse} of "
+                         f"{len(diffs)} seeds)")
+        out.append(f"- Ablations, mIoU points against the STCLN_wp reference at "
+                   f"{summary['setup']['ablation_fraction'] * 100:g} %: " + "; ".join(parts) + ".")
     collapsed = single_class_runs(summary)
     if collapsed:
         out.append("- Runs whose map of the test fields holds a single class (the network fell back to one class): "
@@ -310,7 +322,10 @@ def budget_check(summary: dict, short: Optional[dict]) -> list[str]:
            f"The same study (same seeds, splits and networks) run earlier with {b['epochs']} x {b['steps_per_epoch']} "
            f"fine-tuning steps and {b['pretrain_epochs']} x {b['pretrain_steps']} pre-training steps, against "
            f"{a['epochs']} x {a['steps_per_epoch']} and {a['pretrain_epochs']} x {a['pretrain_steps']} above "
-           "(results in `bench/results/study_short/`). Test mIoU (%), mean over seeds, short -> full budget:", "",
+           f"(results in `bench/results/study_short/`; its run times add up to {short['seconds'] / 60:.0f} min, "
+           f"with {short['setup']['threads']} torch threads per process while the machine's load was 8 to 10: an epoch "
+           "took 15 to 80 times longer than on the quieter machine later; we suspect two threads spin-waiting for a "
+           "busy core, hence 1 thread now). Test mIoU (%), mean over seeds, short -> full budget:", "",
            "| method | " + " | ".join(f"{f * 100:g} %" for f in summary["setup"]["fractions"]) + " |",
            "|---|" + "---:|" * len(summary["setup"]["fractions"])]
     for method, by_fraction in summary["main"].items():
@@ -337,10 +352,18 @@ def caveats(summary: dict) -> list[str]:
     return [
         "### Why this is weak evidence either way",
         "",
-        f"- **The unlabelled pool is tiny.** Masked pre-training pays off when there is much more unlabelled imagery "
-        f"than labels. Here the unlabelled series is the same {pixels:,} pixels x {s['dates']} dates x "
-        f"{len(s['bands'])} band(s) that hold the labels, so pre-training can learn little that fine-tuning would "
-        "not; one NDVI band also gives the reconstruction task little to learn from.",
+        f"- **The unlabelled pool is tiny.** Masked pre-training is meant for much more unlabelled imagery than "
+        f"labels. Here the unlabelled series is the same {pixels:,} pixels x {s['dates']} dates x "
+        f"{len(s['bands'])} band(s) that hold the labels (pre-training sees the test fields' imagery, never their "
+        "labels), and one NDVI band gives the reconstruction task little to learn from. Whatever pre-training "
+        "does here says little about a large area.",
+        f"- **Pre-training is also extra training.** STCLN_wp's backbone gets {pre_steps} pre-training steps on top "
+        f"of the {steps} fine-tuning steps that STCLN from scratch gets, and the networks are budget-limited (see "
+        "'What the training budget buys'). Part of any gain may come from the extra optimisation, not from the "
+        "masked-reconstruction task itself; a from-scratch run with as many steps in all was not made.",
+        "- **At 10 % of the fields** there are about 7 training fields (one or two per class), too few for "
+        "either STCLN variant; the per-pixel Transformer, with fewer parameters to fit and no spatial context to "
+        "learn, does best there.",
         f"- **The budget is small.** To fit all {len(s['seeds']) * len(s['fractions']) * 4} main runs and the "
         f"ablations into the 60-minute CPU budget of a shared 2-core machine, each network is fine-tuned for {steps} "
         f"steps of {sch['batch_size']} crops ({steps * sch['batch_size'] * sch['crop'] ** 2:,} crop pixels) and "

@@ -511,8 +511,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-ablations", action="store_true", help="only the main comparison")
     parser.add_argument("--methods", default=None, help=f"a subset of {','.join(METHODS)} (default all)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: on a shared machine, 2 threads spin-waiting for a busy core were "
-                             "up to 25x slower)")
+                        help="torch threads (1: on the loaded shared machine, 2 threads were 15-80x slower per epoch)")
     parser.add_argument("--merge", nargs="*", default=None,
                         help="result folders of other processes of this study whose runs count as done")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the slovenia_s2 folder")
