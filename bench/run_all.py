@@ -419,6 +419,14 @@ def write_report(info: dict, study_dir: Path, path: Path) -> Path:
         ".venv/bin/python bench/throughput.py --json bench/results/throughput.json",
         ".venv/bin/python bench/memory.py --markdown docs/BENCHMARKS_memory.md",
         ".venv/bin/python bench/study.py --seeds 3 --out bench/results/study --json bench/results/study.json",
+        "# as run for the numbers below: the main comparison and the ablations side by side, then merged",
+        ".venv/bin/python bench/study.py --seeds 3 --no-ablations --out bench/results/study &",
+        ".venv/bin/python bench/study.py --seeds 3 --methods none --out bench/results/study_abl &",
+        ".venv/bin/python bench/study.py --seeds 3 --out bench/results/study --json bench/results/study.json "
+        "--merge bench/results/study_abl",
+        "# the short-budget comparison run (its ablations likewise in a second process, merged with --merge)",
+        ".venv/bin/python bench/study.py --seeds 3 --epochs 2 --steps 15 --pretrain-epochs 3 --pretrain-steps 10 "
+        "--threads 2 --out bench/results/study_short",
         ".venv/bin/python bench/gpu.py --json bench/results/gpu.json   # on a CUDA machine (section below)",
         ".venv/bin/python bench/run_all.py --report-only   # rewrite this page from bench/results/",
         "```",
