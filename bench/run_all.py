@@ -154,7 +154,8 @@ def study_section(summary: Optional[dict]) -> list[str]:
         "### Set-up",
         "",
         f"- **Data**: `slovenia_s2`, Sentinel-2 NDVI (1 band), {s['size_px'][0]} x {s['size_px'][1]} px at 10 m, "
-        f"the {s['dates']} acquisitions of {s['years']} ({s['first_date']} .. {s['last_date']}), s2cloudless masks "
+        f"the {s['dates']} acquisitions of {s['years']} ({s['first_date']} .. {s['last_date']}; one season, to fit "
+        f"the time budget: `--years all` uses all 68 dates of 2015-2017), s2cloudless masks "
         f"({s['cloudy_observations'] * 100:.0f} % of observations cloudy or nodata). Labels: {s['fields']} land-use "
         f"polygons with a pixel (`LULC_NAME`), classes and labelled pixels: "
         + ", ".join(f"{k} {v}" for k, v in s["class_pixels"].items()) + ".",
