@@ -72,6 +72,12 @@ def normalise(x: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarra
         raise EngineError(
             f"The normalisation statistics have {mean.shape[0]} bands but the image has {x.shape[-3]}."
         )
-    out = (np.asarray(x, np.float32) - mean) / std
-    # np.where, not a product: an invalid entry may hold NaN and NaN * 0 is NaN.
-    return np.where(np.asarray(valid, bool)[..., None, :, :], out, np.float32(0)).astype(np.float32, copy=False)
+    # One output buffer, computed in place: a raster block is tens of MB, and temporaries per step would triple
+    # the transient memory of the background read (predict_raster's flat-memory target).
+    x = np.asarray(x, np.float32)
+    out = np.subtract(x, mean, dtype=np.float32)
+    np.divide(out, std, out=out)
+    # Assigned, not multiplied by the mask: an invalid entry may hold NaN and NaN * 0 is NaN.
+    invalid = ~np.asarray(valid, bool)[..., None, :, :]
+    np.copyto(out, np.float32(0), where=invalid)
+    return out
