@@ -9,7 +9,7 @@ import torch
 from engine.errors import EngineError
 from engine.model import STCLN, make_config
 from engine.training import Scene, finetune, pretrain
-from engine.training.finetune import class_weights_for
+from engine.training.finetune import MAX_WEIGHT_RATIO, class_weights_for
 from engine.training.precision import resolve_precision
 from engine.training.sampling import CropSampler
 from engine.training.validation import predict_scene
@@ -49,6 +49,15 @@ def test_class_weights_are_inverse_frequency() -> None:
     scene = Scene(np.zeros((1, 1, 4, 5), np.float32), np.ones((1, 4, 5), bool), np.zeros(1), labels)
     weights = class_weights_for([scene], 3)
     assert weights == pytest.approx([8 / (2 * 5), 0.0, 8 / (2 * 3)])
+
+
+def test_class_weights_are_capped_for_very_rare_classes() -> None:
+    labels = np.ones((100, 100), np.int64)
+    labels[0, :5] = 2  # 5 pixels against 9995
+    scene = Scene(np.zeros((1, 1, 100, 100), np.float32), np.ones((1, 100, 100), bool), np.zeros(1), labels)
+    weights = class_weights_for([scene], 2)
+    assert weights[0] == pytest.approx(10000 / (2 * 9995))
+    assert weights[1] / weights[0] == pytest.approx(MAX_WEIGHT_RATIO)
 
 
 def test_training_crops_hold_labelled_pixels() -> None:
