@@ -326,7 +326,8 @@ def budget_check(summary: dict, short: Optional[dict]) -> list[str]:
            f"(results in `bench/results/study_short/`; its run times add up to {short['seconds'] / 60:.0f} min, "
            f"with {short['setup']['threads']} torch threads per process while the machine's load was 8 to 10: an epoch "
            "took 15 to 80 times longer than on the quieter machine later; we suspect two threads spin-waiting for a "
-           "busy core, hence 1 thread now). Test mIoU (%), mean over seeds, short -> full budget:", "",
+           "busy core, hence 1 thread now). The short run also predates the cap on class weights, so its networks "
+           "differ in that too. Test mIoU (%), mean over seeds, short -> full budget:", "",
            "| method | " + " | ".join(f"{f * 100:g} %" for f in summary["setup"]["fractions"]) + " |",
            "|---|" + "---:|" * len(summary["setup"]["fractions"])]
     for method, by_fraction in summary["main"].items():
@@ -380,9 +381,10 @@ def caveats(summary: dict) -> list[str]:
         "than the overlapping ± ranges.",
     ] + ([
         "- **Networks that fall back to one class.** Fine-tuning uses the engine's default inverse-frequency class "
-        "weights; with classes of a few dozen training pixels (or fewer) these weights are extreme, and a short "
-        "schedule can end with a network that maps everything as one class. The best-validation-epoch rule then "
-        "keeps it when no epoch does better. The Random Forest (balanced class weights too) does not show this.",
+        "weights (capped at 20 times the smallest since this study's first run, where uncapped weights of classes "
+        "with a few dozen training pixels made many short runs collapse); a short schedule can still end with a "
+        "network that maps everything as one class, and the best-validation-epoch rule then keeps it when no epoch "
+        "does better. The Random Forest (balanced class weights too) does not show this.",
     ] if any(n for n, _ in single_class_runs(summary).values()) else []) + [""]
 
 
