@@ -86,3 +86,20 @@ def load_checkpoint(path: str | Path, kind: str, config: dict) -> Optional[dict[
             "Resume with the same settings, or start without resume."
         )
     return payload
+
+
+def resume_training(path: Optional[str], kind: str, config: dict, module: torch.nn.Module,
+                    optimiser: torch.optim.Optimizer, scaler) -> Optional[dict[str, Any]]:
+    """Restores module, optimiser, gradient scaler and RNG states from the checkpoint at ``path``.
+
+    Returns the checkpoint (for the caller's own entries: ``history``, ``epoch``, ...), or None when there is none.
+    """
+    state = load_checkpoint(path, kind, config) if path else None
+    if state is None:
+        return None
+    module.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    restore_rng_states(state["rng"])
+    return state

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import EngineError
 from ..model import STCLN, STCLNConfig
 from ..progress import CancelledCallback, ProgressCallback
-from .checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
+from .checkpoint import resume_training, save_checkpoint
 from .distributed import all_reduce_sum, barrier
 from .metrics_light import summarize
 from .runtime import check_finite, global_normalised, log, optimiser_step, setup_runtime, wrap_for_training
@@ -109,16 +109,11 @@ def finetune(
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"state": None, "epoch": 0, "miou": -1.0, "metrics": {}, "stale": 0}
     start = 0
-    if checkpoint and resume:
-        state = load_checkpoint(checkpoint, "finetune", config.to_dict())
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimizer"])
-            if state.get("scaler"):
-                rt.precision.scaler.load_state_dict(state["scaler"])
-            history, best, start = list(state["history"]), dict(state["best"]), int(state["epoch"])
-            restore_rng_states(state["rng"])
-            log.info("Resuming fine-tuning after epoch %d of %d", start, epochs)
+    state = resume_training(checkpoint if resume else None, "finetune", config.to_dict(), model, optimiser,
+                            rt.precision.scaler)
+    if state is not None:
+        history, best, start = list(state["history"]), dict(state["best"]), int(state["epoch"])
+        log.info("Resuming fine-tuning after epoch %d of %d", start, epochs)
 
     has_val = any(s.labelled_pixels for s in val_scenes)
     own_val = list(val_scenes)[rt.dist.rank :: rt.dist.world_size]

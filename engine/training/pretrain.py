@@ -13,7 +13,7 @@ from torch import nn
 from ..errors import EngineError
 from ..model import STCLN, STCLNConfig
 from ..progress import CancelledCallback, ProgressCallback
-from .checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
+from .checkpoint import resume_training, save_checkpoint
 from .distributed import all_reduce_sum, barrier
 from .masking import MASK_MODES, apply_mask_token, make_pretraining_mask, reconstruction_sums
 from .runtime import check_finite, global_normalised, log, optimiser_step, setup_runtime, wrap_for_training
@@ -99,17 +99,12 @@ def pretrain(
 
     history: list[dict[str, Any]] = []
     start = 0
-    if checkpoint and resume:
-        state = load_checkpoint(checkpoint, "pretrain", config.to_dict())
-        if state is not None:
-            module.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimizer"])
-            if state.get("scaler"):
-                rt.precision.scaler.load_state_dict(state["scaler"])
-            history = list(state["history"])
-            start = int(state["epoch"])
-            restore_rng_states(state["rng"])
-            log.info("Resuming pre-training after epoch %d of %d", start, epochs)
+    state = resume_training(checkpoint if resume else None, "pretrain", config.to_dict(), module, optimiser,
+                            rt.precision.scaler)
+    if state is not None:
+        history = list(state["history"])
+        start = int(state["epoch"])
+        log.info("Resuming pre-training after epoch %d of %d", start, epochs)
 
     sampler = CropSampler(scenes, crop)
     steps = steps_per_epoch or default_steps(scenes, crop, batch_size)
