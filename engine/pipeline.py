@@ -185,7 +185,6 @@ def pretrain(
 ) -> PretrainOutcome:
     """Self-supervised masked pre-training on the unlabelled series; writes a pre-trained ``.cropmodel``."""
     from . import regions
-    from .bundle import ModelBundle
     from .data import band_statistics
     from .model import date_positions, make_config, season_start_for
     from .training import pretrain as run_pretrain
@@ -223,28 +222,10 @@ def pretrain(
         progress=reporter.span(0.1, 0.98).report_callback(),
         cancelled=cancelled,
     )
-    bundle = ModelBundle(
-        config=config,
-        state_dict=result.state_dict,
-        band_names=bands,
-        mean=[float(v) for v in mean],
-        std=[float(v) for v in std],
-        date_encoding={"mode": options.date_encoding, "season_start": list(season_start)},
-        classes=None,
-        kind="pretrained",
-        provenance={
-            "step": "pretrain",
-            "inputs": inputs,
-            "options": asdict(options),
-            "history": result.history,
-            "engine_version": __version__,
-            "created": dt.datetime.now().isoformat(timespec="seconds"),
-        },
-        split=None,
+    _save_model(
+        out_model, config, result.state_dict, bands, mean, std, options.date_encoding, season_start, None, None,
+        step="pretrain", inputs=inputs, options=asdict(options), history=result.history,
     )
-    if _is_main_process():
-        bundle.save(out_model)
-        _remove_checkpoint(out_model)
     reporter.report(1.0, "Pre-training done")
     return PretrainOutcome(str(out_model), result.history, time.perf_counter() - started)
 
@@ -322,36 +303,21 @@ def train(
     )
     split_summary = _split_summary(fields, split)
     warnings = list(fields.warnings)
-    bundle = ModelBundle(
-        config=config,
-        state_dict=result.state_dict,
-        band_names=bands,
-        mean=[float(v) for v in mean],
-        std=[float(v) for v in std],
-        date_encoding={"mode": encoding, "season_start": list(season_start)},
-        classes=classes,
-        kind="classifier",
-        provenance={
-            "step": "train",
-            "inputs": inputs,
-            "labels": {"path": str(labels.path), "layer": labels.layer, "class_field": labels.class_field},
-            "init_model": str(init_model) if init_model else None,
-            "pretrained": init is not None,
-            "options": asdict(options),
-            "label_pixels": {c.name: int(fields.class_pixels.get(c.value, 0)) for c in classes},
-            "split": split_summary,
-            "history": result.history,
-            "best_epoch": result.best_epoch,
-            "validation": result.val_metrics,
-            "pixel_area_m2": pixel_area,
-            "engine_version": __version__,
-            "created": dt.datetime.now().isoformat(timespec="seconds"),
-        },
-        split=split.to_dict(),
+    _save_model(
+        out_model, config, result.state_dict, bands, mean, std, encoding, season_start, classes, split.to_dict(),
+        step="train",
+        inputs=inputs,
+        labels={"path": str(labels.path), "layer": labels.layer, "class_field": labels.class_field},
+        init_model=str(init_model) if init_model else None,
+        pretrained=init is not None,
+        options=asdict(options),
+        label_pixels={c.name: int(fields.class_pixels.get(c.value, 0)) for c in classes},
+        split=split_summary,
+        history=result.history,
+        best_epoch=result.best_epoch,
+        validation=result.val_metrics,
+        pixel_area_m2=pixel_area,
     )
-    if _is_main_process():
-        bundle.save(out_model)
-        _remove_checkpoint(out_model)
     reporter.report(1.0, "Training done")
     return TrainOutcome(
         str(out_model), result.history, result.val_metrics, split_summary, warnings, time.perf_counter() - started
@@ -669,6 +635,28 @@ def _check_fractions(options: TrainOptions) -> None:
             raise EngineError(f"The {name} fraction must be at least 0 and below 1 (got {value}).")
     if options.val_fraction + options.test_fraction >= 1.0:
         raise EngineError("The validation and test fractions together must leave fields for training (sum below 1).")
+
+
+def _save_model(out_model, config, state_dict, bands, mean, std, encoding, season_start, classes, field_split,
+                **provenance):
+    """Writes the model file (rank 0 only under torchrun) and removes the run's checkpoint."""
+    from .bundle import ModelBundle
+
+    if not _is_main_process():
+        return
+    ModelBundle(
+        config=config,
+        state_dict=state_dict,
+        band_names=list(bands),
+        mean=[float(v) for v in mean],
+        std=[float(v) for v in std],
+        date_encoding={"mode": encoding, "season_start": list(season_start)},
+        classes=classes,
+        kind="pretrained" if classes is None else "classifier",
+        provenance={**provenance, "engine_version": __version__, "created": dt.datetime.now().isoformat(timespec="seconds")},
+        split=field_split,
+    ).save(out_model)
+    _remove_checkpoint(out_model)
 
 
 def _checkpoint_path(out_model: str) -> str:
