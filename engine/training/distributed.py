@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -52,7 +53,15 @@ def init_distributed(backend: Optional[str] = None) -> DistInfo:
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
+        # A group left to the interpreter's final clean-up can abort the process ("terminate called without an
+        # active exception") after the work is done; leave it while Python still runs.
+        atexit.register(_destroy_at_exit)
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def _destroy_at_exit() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def current() -> DistInfo:
