@@ -103,3 +103,16 @@ def resume_training(path: Optional[str], kind: str, config: dict, module: torch.
         scaler.load_state_dict(state["scaler"])
     restore_rng_states(state["rng"])
     return state
+
+
+def save_training(path: str, kind: str, config: dict, epoch: int, history: list, module: torch.nn.Module,
+                  optimiser: torch.optim.Optimizer, scaler, **extra: Any) -> None:
+    """The counterpart of ``resume_training``: module, optimiser, scaler and RNG states after ``epoch`` epochs."""
+    save_checkpoint(path, kind, config, {
+        "epoch": epoch,
+        "history": history,
+        "model": module.state_dict(),
+        "optimizer": optimiser.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        **extra,
+    })

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import EngineError
 from ..model import STCLN, STCLNConfig
 from ..progress import CancelledCallback, ProgressCallback
-from .checkpoint import resume_training, save_checkpoint
+from .checkpoint import resume_training, save_training
 from .distributed import all_reduce_sum, barrier
 from .metrics_light import summarize
 from .runtime import check_finite, global_normalised, log, optimiser_step, setup_runtime, wrap_for_training
@@ -175,19 +175,8 @@ def finetune(
                 epoch + 1, epochs, epoch_loss, record["val_oa"], record["val_miou"], record["seconds"],
             )
             if checkpoint:
-                save_checkpoint(
-                    checkpoint,
-                    "finetune",
-                    config.to_dict(),
-                    {
-                        "epoch": epoch + 1,
-                        "history": history,
-                        "best": best,
-                        "model": model.state_dict(),
-                        "optimizer": optimiser.state_dict(),
-                        "scaler": rt.precision.scaler.state_dict() if rt.precision.scaler.is_enabled() else None,
-                    },
-                )
+                save_training(checkpoint, "finetune", config.to_dict(), epoch + 1, history, model, optimiser,
+                              rt.precision.scaler, best=best)
         barrier()
     reporter.report(1.0, "Training finished")
     state = best["state"] or {n: v.detach().cpu().clone() for n, v in model.state_dict().items()}

@@ -13,7 +13,7 @@ from torch import nn
 from ..errors import EngineError
 from ..model import STCLN, STCLNConfig
 from ..progress import CancelledCallback, ProgressCallback
-from .checkpoint import resume_training, save_checkpoint
+from .checkpoint import resume_training, save_training
 from .distributed import all_reduce_sum, barrier
 from .masking import MASK_MODES, apply_mask_token, make_pretraining_mask, reconstruction_sums
 from .runtime import check_finite, global_normalised, log, optimiser_step, setup_runtime, wrap_for_training
@@ -136,18 +136,8 @@ def pretrain(
         if rt.dist.is_main:
             log.info("pretrain epoch %d/%d loss %.5f (%.1f s)", epoch + 1, epochs, epoch_loss, history[-1]["seconds"])
             if checkpoint:
-                save_checkpoint(
-                    checkpoint,
-                    "pretrain",
-                    config.to_dict(),
-                    {
-                        "epoch": epoch + 1,
-                        "history": history,
-                        "model": module.state_dict(),
-                        "optimizer": optimiser.state_dict(),
-                        "scaler": rt.precision.scaler.state_dict() if rt.precision.scaler.is_enabled() else None,
-                    },
-                )
+                save_training(checkpoint, "pretrain", config.to_dict(), epoch + 1, history, module, optimiser,
+                              rt.precision.scaler)
         barrier()
     reporter.report(1.0, "Pre-training finished")
     return PretrainResult(
