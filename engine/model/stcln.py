@@ -80,16 +80,22 @@ def fused_attention(q: Tensor, k: Tensor, v: Tensor, attend: Tensor, dropout_p: 
     ])
 
 
-def _cpu_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, dropout_p: float) -> Tensor:
-    """Attention over few keys (the dates) for CPUs: matrix products in the input dtype, softmax in fp32.
+def _cpu_attention(qkv: Tensor, n_heads: int, bias: Tensor, dropout_p: float) -> Tensor:
+    """Attention over few keys (the dates) for CPUs: ``qkv (N, T, 3*D)`` -> ``(N, T, D)``; matrix products in the
+    input dtype, softmax in fp32.
 
-    ``bias (N, 1, 1, T)`` is 0 for keys to attend to and -inf for the others. With T ~ 24 keys and 32 channels per
-    head, torch's fused CPU kernel runs at ~15 GFLOP/s on this project's benchmark CPU (one core, bf16); this runs
-    at ~30 (the two tiny batched products dominate either way).
+    ``bias (N, 1, 1, T)`` is 0 for keys to attend to and -inf for the others. One copy puts queries, keys and values
+    head-major, so both products are plain ``bmm``s (``matmul`` on the strided views copied each operand
+    separately). With T ~ 24 keys and 32 channels per head, torch's fused CPU kernel runs at ~15 GFLOP/s on this
+    project's benchmark CPU (one core, bf16); this runs at ~100.
     """
-    scores = torch.add(bias, torch.matmul(q, k.transpose(-1, -2)), alpha=q.shape[-1] ** -0.5)
-    weights = F.dropout(scores.softmax(-1), dropout_p, training=dropout_p > 0)
-    return torch.matmul(weights.to(v.dtype), v)
+    n, t, d3 = qkv.shape
+    d = d3 // 3
+    dh = d // n_heads
+    q, k, v = qkv.view(n, t, 3, n_heads, dh).permute(2, 0, 3, 1, 4).reshape(3, n * n_heads, t, dh)
+    scores = torch.add(bias, torch.bmm(q, k.transpose(1, 2)).view(n, n_heads, t, t), alpha=dh ** -0.5)
+    weights = F.dropout(scores.softmax(-1), dropout_p, training=dropout_p > 0).to(v.dtype)
+    return torch.bmm(weights.view(n * n_heads, t, t), v).view(n, n_heads, t, dh).transpose(1, 2).reshape(n, t, d)
 
 
 class TransformerLayer(nn.Module):
@@ -111,16 +117,21 @@ class TransformerLayer(nn.Module):
         """``x (N, T, D)``; ``attend (N, 1, 1, T)`` bool, True = key may be attended to; ``bias``: the same as
         an fp32 additive mask (0 / -inf), used on CPUs."""
         n, t, d = x.shape
-        qkv = linear(self.qkv, x).view(n, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         p = self.dropout if self.training else 0.0
         if x.device.type == "cpu":
-            a = _cpu_attention(qkv[0], qkv[1], qkv[2], attention_bias(attend) if bias is None else bias, p)
+            a = _cpu_attention(linear(self.qkv, x), self.n_heads, attention_bias(attend) if bias is None else bias, p)
         else:
-            a = fused_attention(qkv[0], qkv[1], qkv[2], attend, p)
+            qkv = linear(self.qkv, x).view(n, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+            a = fused_attention(qkv[0], qkv[1], qkv[2], attend, p).transpose(1, 2).reshape(n, t, d)
         # in-place where autograd allows it: fewer fresh buffers (each one costs page faults on CPUs)
-        x = self.norm1(_residual(self.drop(linear(self.out, a.transpose(1, 2).reshape(n, t, d))), x))
+        x = self.norm1(_residual(self.drop(linear(self.out, a)), x))
         h = self.drop(linear(self.ff1, x, relu=True))
         return self.norm2(_residual(self.drop(linear(self.ff2, h)), x))
+
+
+def _join(parts: list[Tensor], dim: int) -> Tensor:
+    """``torch.cat`` that does not copy a single part."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
 
 
 def _residual(y: Tensor, x: Tensor) -> Tensor:
@@ -152,9 +163,12 @@ class STA(nn.Module):
 
     @staticmethod
     def _flat(proj: Tensor, step_valid: Tensor) -> Tensor:
-        """``(N, P, T, S) -> (N, P, T*S)`` with invalid steps zeroed."""
-        zero = torch.zeros((), dtype=proj.dtype, device=proj.device)
-        return torch.where(step_valid[..., None], proj, zero).flatten(-2)
+        """``(N, P, T, S) -> (N, P, T*S)`` with invalid steps zeroed (in place: ``proj`` is a fresh projection)."""
+        # skipped on CPUs when every step is valid (the check would cost a GPU a synchronisation); a product with
+        # the 0/1 mask, not masked_fill_, which is ~4x slower on CPUs (``proj`` is finite: invalid inputs are zeroed)
+        if proj.device.type != "cpu" or not bool(step_valid.all()):
+            proj = proj.mul_(step_valid[..., None].to(proj.dtype))
+        return proj.flatten(-2)
 
     def queries(self, temporal: Tensor, step_valid: Tensor) -> Tensor:
         """``temporal (N, P, T, D)``, ``step_valid (N, P, T)`` -> ``(N, P, T*S)``."""
@@ -164,15 +178,23 @@ class STA(nn.Module):
         """``spatial (N, P, T, D)``, ``step_valid (N, P, T)`` -> ``(N, P, T*S)``."""
         return self._flat(linear(self.key, spatial), step_valid)
 
-    def attend(self, q: Tensor, k: Tensor, pooled: Tensor, pixel_valid: Tensor) -> Tensor:
-        """``q``/``k (N, P, T*S)``, ``pooled (N, P, D)``, ``pixel_valid (N, P)`` (keys allowed) -> ``(N, P, D)``."""
-        v = linear(self.value, pooled)
+    def values(self, pooled: Tensor) -> Tensor:
+        """``pooled (N, P, D)`` (temporal features max-pooled over valid dates) -> ``(N, P, D)``."""
+        return linear(self.value, pooled)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, v_query: Tensor, pixel_valid: Tensor) -> Tensor:
+        """Output for the query pixels: ``q (N, P', T*S)``; all of the window's ``k (N, P, T*S)`` and ``v (N, P, D)``;
+        ``v_query (N, P', D)`` the query pixels' values; ``pixel_valid (N, P)`` the keys allowed -> ``(N, P', D)``.
+
+        Query pixels may be any subset of the window (rows of the affinity are independent), so CPUs run it per chunk
+        of the temporal encoder without concatenating the queries.
+        """
         k = k.to(q.dtype)
         bias = torch.zeros((), dtype=q.dtype, device=q.device).masked_fill(~pixel_valid[:, None, :], float("-inf"))
         # bmm, not matmul: on CPUs matmul copies the transposed keys first (~1.8x slower here)
         scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=self.scale)
         a = torch.bmm(scores.softmax(-1, dtype=torch.float32).to(v.dtype), v)
-        return torch.addcmul(v, a, self.gamma.to(v.dtype))
+        return torch.addcmul(v_query, a, self.gamma.to(v.dtype))
 
 
 class STCLN(nn.Module):
@@ -230,22 +252,21 @@ class STCLN(nn.Module):
         return [(slice(i, i + 1), [slice(j, j + self.pixel_chunk) for j in range(0, p, self.pixel_chunk)])
                 for i in range(b)]
 
-    def _run_blocks(self, x: Tensor, positions: Tensor, valid: Tensor, fn) -> tuple[Tensor, ...]:
-        """Applies ``fn(spatial, temporal, step_valid)`` (tensors ``(N, P', ...)``) block by block and joins the
-        results along the pixel and batch axes."""
+    def _encode(self, x: Tensor, positions: Tensor, valid: Tensor):
+        """Spatial features ``(B, P, T, D)``, step validity ``(B, P, T)``, and per window block its temporal
+        encoding chunk by chunk: ``[(batch slice, [(pixel slice, temporal (N, P', T, D)), ...]), ...]``
+        (a generator, so a chunk's activations can be used while they are in cache)."""
         valid = valid.bool()
         b, t, _, h, w = x.shape
         spatial = self._spatial(x, valid)
         step_valid = valid.reshape(b, t, h * w).transpose(1, 2)
         pe = sinusoidal_encoding(positions.to(x.device), self.config.d_model, self.config.max_period)
-        rows = []
-        for bs, pixel_slices in self._blocks(b, h * w):
-            row = []
+
+        def chunks(bs: slice, pixel_slices: list[slice]):
             for ps in pixel_slices:
-                s, v = spatial[bs, ps], step_valid[bs, ps]
-                row.append(fn(s, self._temporal(s, pe[bs], v), v))
-            rows.append([torch.cat(parts, dim=1) if len(parts) > 1 else parts[0] for parts in zip(*row)])
-        return tuple(torch.cat(parts, dim=0) if len(parts) > 1 else parts[0] for parts in zip(*rows))
+                yield ps, self._temporal(spatial[bs, ps], pe[bs], step_valid[bs, ps])
+
+        return spatial, step_valid, [(bs, chunks(bs, ps)) for bs, ps in self._blocks(b, h * w)]
 
     @staticmethod
     def _pool(temporal: Tensor, step_valid: Tensor) -> Tensor:
@@ -257,21 +278,27 @@ class STCLN(nn.Module):
     def features(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
         """Per-pixel features before the head, ``(B, P, D)``."""
         sta = self.sta
-        if sta is None:
-            return self._run_blocks(x, positions, valid, lambda s, y, v: (self._pool(y, v),))[0]
-        q, k, pooled = self._run_blocks(
-            x, positions, valid, lambda s, y, v: (sta.queries(y, v), sta.keys(s, v), self._pool(y, v))
-        )
-        pixel_valid = valid.bool().flatten(2).any(1)
-        pixel_valid = pixel_valid | ~pixel_valid.any(-1, keepdim=True)  # a window with no valid pixel: all keys
-        if not self.pixel_chunk:
-            return sta.attend(q, k, pooled, pixel_valid)
-        return torch.cat([sta.attend(q[i:i + 1], k[i:i + 1], pooled[i:i + 1], pixel_valid[i:i + 1])
-                          for i in range(q.shape[0])])
+        spatial, step_valid, blocks = self._encode(x, positions, valid)
+        if sta is not None:
+            pixel_valid = step_valid.any(-1)
+            pixel_valid = pixel_valid | ~pixel_valid.any(-1, keepdim=True)  # a window with no valid pixel: all keys
+        rows = []
+        for bs, chunks in blocks:
+            if sta is None:
+                rows.append(_join([self._pool(y, step_valid[bs, ps]) for ps, y in chunks], dim=1))
+                continue
+            queries, pooled = [], []
+            for ps, y in chunks:
+                queries.append((ps, sta.queries(y, step_valid[bs, ps])))
+                pooled.append(self._pool(y, step_valid[bs, ps]))
+            k = sta.keys(spatial[bs], step_valid[bs])
+            v = sta.values(_join(pooled, dim=1))
+            rows.append(_join([sta.attend(q, k, v, v[:, ps], pixel_valid[bs]) for ps, q in queries], dim=1))
+        return _join(rows, dim=0)
 
     # -- public -----------------------------------------------------------------------------------------------------
     def forward(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
-        if self.cpu_workers > 1 and x.shape[0] > 1 and x.device.type == "cpu" and not torch.is_grad_enabled():
+        if self.pixel_chunk and x.shape[0] > 1 and x.device.type == "cpu" and not torch.is_grad_enabled():
             return split_over_threads(self._forward, self.cpu_workers, x, positions, valid)
         return self._forward(x, positions, valid)
 
@@ -283,7 +310,8 @@ class STCLN(nn.Module):
     def temporal_features(self, x: Tensor, positions: Tensor, valid: Tensor) -> Tensor:
         """The temporal encoder's output per date, ``(B, T, D, H, W)`` (for masked pre-training)."""
         b, t, _, h, w = x.shape
-        (temporal,) = self._run_blocks(x, positions, valid, lambda s, y, v: (y,))
+        _, _, blocks = self._encode(x, positions, valid)
+        temporal = _join([_join([y for _, y in chunks], dim=1) for _, chunks in blocks], dim=0)
         return temporal.permute(0, 2, 3, 1).reshape(b, t, -1, h, w)
 
     def backbone_state_dict(self) -> dict[str, Tensor]:

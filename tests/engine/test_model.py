@@ -193,4 +193,7 @@ def test_fused_attention_in_slices_equals_one_call_and_cpu_attention():
     attend[:, ..., 0] = True
     whole = fused_attention(q, k, v, attend, 0.0)
     torch.testing.assert_close(fused_attention(q, k, v, attend, 0.0, max_batch=3), whole)
-    torch.testing.assert_close(_cpu_attention(q, k, v, attention_bias(attend), 0.0), whole, rtol=1e-5, atol=1e-5)
+    # the CPU version takes the QKV projection's layout (N, T, 3 * heads * channels) and returns (N, T, D)
+    qkv = torch.stack([q, k, v], dim=2).permute(0, 3, 2, 1, 4).reshape(7, 5, 3 * 2 * 8)
+    cpu = _cpu_attention(qkv, 2, attention_bias(attend), 0.0)
+    torch.testing.assert_close(cpu, whole.transpose(1, 2).reshape(7, 5, 16), rtol=1e-5, atol=1e-5)
