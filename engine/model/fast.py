@@ -122,8 +122,7 @@ def _keep_freed_memory() -> None:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: the most glibc allows
         libc.mallopt(-1, 1024 * 1024 * 1024)  # M_TRIM_THRESHOLD
-        import os
-        libc.mallopt(-8, int(os.environ.get("XARENAS", "1")))  # M_ARENA_MAX
+        libc.mallopt(-8, 1)  # M_ARENA_MAX
     except (OSError, AttributeError):
         pass  # not glibc (Windows, macOS, musl): nothing to tune
 
