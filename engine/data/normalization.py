@@ -61,10 +61,12 @@ def band_statistics(series: _Readable, max_pixels: int = 200_000, seed: int = 0)
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def normalise(x: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def normalise(x: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarray,
+              out: np.ndarray | None = None) -> np.ndarray:
     """``(x - mean) / std`` per band, float32, with invalid observations set to 0.
 
     ``x`` is ``(..., T, C, H, W)`` and ``valid`` ``(..., T, H, W)``; ``mean``/``std`` have one value per band.
+    ``out``: where to write the result (may be ``x`` itself when it is float32; ignored otherwise).
     """
     mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
     std = np.asarray(std, np.float32).reshape(-1, 1, 1)
@@ -74,8 +76,9 @@ def normalise(x: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarra
         )
     # One output buffer, computed in place: a raster block is tens of MB, and temporaries per step would triple
     # the transient memory of the background read (predict_raster's flat-memory target).
-    x = np.asarray(x, np.float32)
-    out = np.subtract(x, mean, dtype=np.float32)
+    if out is None or out.dtype != np.float32 or out.shape != np.shape(x):
+        out = np.empty(np.shape(x), np.float32)
+    np.subtract(x, mean, out=out, dtype=np.float32)
     np.divide(out, std, out=out)
     # Assigned, not multiplied by the mask: an invalid entry may hold NaN and NaN * 0 is NaN.
     invalid = ~np.asarray(valid, bool)[..., None, :, :]

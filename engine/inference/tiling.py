@@ -25,6 +25,7 @@ from ..progress import CancelledCallback, ProgressCallback, Reporter
 from .weights import blend_window, starts_touching, tile_step
 
 # A raw-series reader: (x0, y0, w, h) -> (x float32 (T, C, h, w), valid bool (T, h, w)); outside the raster: invalid.
+# (x0, y0, w, h) -> (x (T, C, h, w), valid (T, h, w)): arrays the caller owns and may overwrite
 WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
 
 T_ = TypeVar("T_")
@@ -144,7 +145,9 @@ class TilePredictor:
         """Reads the region with its halo and normalises it (thread-safe: no torch work)."""
         sx, sy, sw, sh = self.source_window(x0, y0, w, h)
         raw, valid = read_padded(read, sx, sy, sw, sh, self.width, self.height)
-        x = normalise(raw, valid, self.mean, self.std)
+        # in place: a block is tens of MB, read in the background while the previous one is mapped, so a second
+        # buffer would add to the peak memory of every multi-block map
+        x = normalise(raw, valid, self.mean, self.std, out=raw)
         del raw
         keep = valid[:, y0 - sy : y0 - sy + h, x0 - sx : x0 - sx + w].any(axis=0)
         if inside is not None:
@@ -263,7 +266,8 @@ def array_reader(x: np.ndarray, valid: np.ndarray) -> WindowReader:
     """A ``WindowReader`` over in-memory arrays (windows inside the array)."""
 
     def read(x0: int, y0: int, w: int, h: int):
-        return x[:, :, y0 : y0 + h, x0 : x0 + w], valid[:, y0 : y0 + h, x0 : x0 + w]
+        return (np.array(x[:, :, y0 : y0 + h, x0 : x0 + w], np.float32),
+                np.array(valid[:, y0 : y0 + h, x0 : x0 + w], bool))
 
     return read
 
