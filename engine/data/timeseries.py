@@ -13,6 +13,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import EngineError
+from .buffers import block_zeros
 from .dates import DateLike, date_from_filename, date_from_metadata, parse_date, parse_user_dates, strip_date
 from .grid import RasterGrid
 from .masks import cloud_valid, data_valid, scl_valid
@@ -334,8 +335,8 @@ class TimeSeries:
             raise EngineError("The time series was closed.")
         channels = self.band_indices(bands)
         n_dates = len(self.timestamps)
-        x = np.zeros((n_dates, len(channels), h, w), np.float32)
-        valid = np.zeros((n_dates, h, w), bool)
+        x = block_zeros((n_dates, len(channels), h, w), np.float32)
+        valid = block_zeros((n_dates, h, w), bool)
         cx0, cy0, cw, ch = self.grid.clip_window(x0, y0, w, h)
         if cw == 0 or ch == 0:
             return x, valid
