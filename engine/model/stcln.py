@@ -45,11 +45,13 @@ class SpatialEncoder(nn.Sequential):
 class TokenGroupNorm(nn.GroupNorm):
     """GroupNorm over the channels of each token separately (last axis), so results do not depend on the window."""
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, shift: Tensor | None = None) -> Tensor:
+        """The normalised ``x``, plus ``shift`` (broadcast to ``x``) in the same pass when given."""
         shape = x.shape
         y = F.layer_norm(x.reshape(*shape[:-1], self.num_groups, shape[-1] // self.num_groups),
                          (shape[-1] // self.num_groups,), eps=self.eps)
-        return torch.addcmul(self.bias.to(y.dtype), y.reshape(shape), self.weight.to(y.dtype))
+        bias = self.bias.to(y.dtype) if shift is None else shift.to(y.dtype) + self.bias.to(y.dtype)
+        return torch.addcmul(bias, y.reshape(shape), self.weight.to(y.dtype))
 
 
 def sinusoidal_encoding(positions: Tensor, d_model: int, max_period: float = 10000.0) -> Tensor:
@@ -236,7 +238,7 @@ class STCLN(nn.Module):
     def _temporal(self, spatial: Tensor, pe: Tensor, step_valid: Tensor) -> Tensor:
         """Temporal encoder over ``spatial (N, P, T, D)`` with ``pe (N, T, D)``, ``step_valid (N, P, T)``."""
         n, p, t, d = spatial.shape
-        tokens = self.temporal_norm(spatial) + pe[:, None].to(spatial.dtype)
+        tokens = self.temporal_norm(spatial, shift=pe[:, None])
         # pixels with no valid date attend to everything (output ignored but finite instead of NaN)
         attend = (step_valid | ~step_valid.any(-1, keepdim=True)).reshape(n * p, 1, 1, t)
         bias = attention_bias(attend) if spatial.device.type == "cpu" else None
@@ -271,7 +273,8 @@ class STCLN(nn.Module):
     @staticmethod
     def _pool(temporal: Tensor, step_valid: Tensor) -> Tensor:
         """Max over valid dates ``(N, P, T, D) -> (N, P, D)``; pixels with none give 0."""
-        pooled = temporal.masked_fill(~step_valid[..., None], float("-inf")).amax(dim=2)
+        # adding a 0 / -inf mask: masked_fill is ~3x slower on CPUs
+        pooled = (temporal + attention_bias(step_valid[..., None]).to(temporal.dtype)).amax(dim=2)
         return torch.where(step_valid.any(-1, keepdim=True), pooled,
                            torch.zeros((), dtype=pooled.dtype, device=pooled.device))
 
