@@ -67,6 +67,20 @@ def test_normalise_sets_invalid_to_zero():
         normalise(x, valid, np.zeros(3), np.ones(3))
 
 
+def test_normalise_into_its_input_buffer_gives_the_same_values():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 3000, (3, 2, 4, 5)).astype(np.float32)
+    valid = rng.random((3, 4, 5)) > 0.3
+    mean, std = np.array([1000.0, 1500.0]), np.array([300.0, 400.0])
+    expected = normalise(x, valid, mean, std)
+    out = normalise(x, valid, mean, std, out=x)
+    assert out is x
+    np.testing.assert_array_equal(out, expected)
+    ints = np.full((1, 2, 1, 1), 1000, np.uint16)  # not float32: a new buffer, the input left alone
+    out = normalise(ints, np.ones((1, 1, 1), bool), mean, std, out=ints)
+    assert out is not ints and out.dtype == np.float32 and ints[0, 0, 0, 0] == 1000
+
+
 def test_imports_without_gdal():
     code = (
         "import sys; sys.modules['osgeo'] = None\n"

@@ -148,6 +148,11 @@ def test_chunked_inference_path_gives_the_same_result(preset):
     model = STCLN(make_config(preset, in_channels=4, num_classes=5)).eval()
     with torch.no_grad():
         model.sta.gamma.fill_(0.5)
+        for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # as after training
+            norm.running_mean.uniform_(-0.5, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.2, 0.2)
     x, positions, valid = _inputs(2, 4, 4, 5, 7)
     valid[1, :, 0, :3] = False
     with torch.no_grad():
@@ -156,6 +161,7 @@ def test_chunked_inference_path_gives_the_same_result(preset):
     fast = prepare_for_inference(copy.deepcopy(model), "cpu", precision="fp32")
     fast.pixel_chunk = 15  # 35 pixels per window: uneven chunks
     fast.cpu_workers = 2  # the batch split over two single-threaded workers
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())  # folded into the convolutions
     with torch.inference_mode():
         torch.testing.assert_close(fast(x, positions, valid), reference, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(fast.temporal_features(x, positions, valid), features, rtol=1e-4, atol=1e-4)
@@ -197,3 +203,20 @@ def test_fused_attention_in_slices_equals_one_call_and_cpu_attention():
     qkv = torch.stack([q, k, v], dim=2).permute(0, 3, 2, 1, 4).reshape(7, 5, 3 * 2 * 8)
     cpu = _cpu_attention(qkv, 2, attention_bias(attend), 0.0)
     torch.testing.assert_close(cpu, whole.transpose(1, 2).reshape(7, 5, 16), rtol=1e-5, atol=1e-5)
+
+
+def test_onednn_linear_probe_does_not_depend_on_the_callers_autocast():
+    # The probe's answer is cached for the process: a first call from inside bf16 autocast (as in predict_array)
+    # must not switch the fast linear path off for good.
+    from engine.model import fast
+
+    fast._onednn_linear_works.cache_clear()
+    try:
+        outside = fast._onednn_linear_works()
+        fast._onednn_linear_works.cache_clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            inside = fast._onednn_linear_works()
+    finally:
+        fast._onednn_linear_works.cache_clear()
+    assert inside == outside
+    assert inside == hasattr(torch.ops.mkldnn, "_linear_pointwise")

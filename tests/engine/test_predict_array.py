@@ -76,11 +76,13 @@ def test_results_do_not_depend_on_batch_size_or_block(bundle):
     rng = np.random.default_rng(0)
     x = rng.normal(0.2, 0.5, (T, C, 45, 60)).astype(np.float32)
     valid = rng.random((T, 45, 60)) > 0.2
+    given = x.copy()
     one = predict_array(bundle, x, DATES, valid, tile=16, overlap=4, batch_size=1, device="cpu", precision="fp32")
     many = predict_array(bundle, x, DATES, valid, tile=16, overlap=4, batch_size=7, device="cpu", precision="fp32")
     blocks = predict_array(bundle, x, DATES, valid, tile=16, overlap=4, batch_size=5, device="cpu", precision="fp32", block=20)
     np.testing.assert_allclose(one, many, atol=1e-5)
     np.testing.assert_allclose(one, blocks, atol=1e-5)
+    np.testing.assert_array_equal(x, given)  # blocks are normalised in place: in the reader's copies, not in x
 
 
 def test_small_array_is_padded_and_nodata_pixels_get_zero(bundle):
