@@ -25,7 +25,7 @@ from ..progress import CancelledCallback, ProgressCallback, Reporter
 from .weights import blend_window, starts_touching, tile_step
 
 # A raw-series reader: (x0, y0, w, h) -> (x float32 (T, C, h, w), valid bool (T, h, w)); outside the raster: invalid.
-# (x0, y0, w, h) -> (x (T, C, h, w), valid (T, h, w)): arrays the caller owns and may overwrite
+# It returns arrays of its own, which the caller may overwrite (blocks are normalised in place).
 WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
 
 T_ = TypeVar("T_")

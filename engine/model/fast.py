@@ -70,10 +70,11 @@ def prepare_for_inference(model: nn.Module, device: torch.device | str, precisio
     """Readies ``model`` for fast prediction on ``device`` and returns it (for inference only: do not train or save
     it afterwards).
 
-    Eval mode, BatchNorms folded into the convolutions before them, channels-last convolution weights; on CPUs also chunked temporal encoding, windows of a batch
-    spread over the cores (one thread each, see ``split_over_threads``), and, where ``precision``
-    resolves to bf16, weights converted to bf16 (autocast re-casts them on every call under ``inference_mode``;
-    the model casts its input to its own dtype and returns fp32 logits). Use ``inference_context`` around calls.
+    Eval mode, BatchNorms folded into the convolutions before them, channels-last convolution weights; on CPUs
+    also chunked temporal encoding, the windows of a batch spread over the cores (one thread each, see
+    ``split_over_threads``), and, where ``precision`` resolves to bf16, weights converted to bf16 (autocast re-casts
+    them on every call under ``inference_mode``; the model casts its input to its own dtype and returns fp32
+    logits). Use ``inference_context`` around calls.
     """
     device = torch.device(device)
     model = fold_batch_norms(model.to(device).eval()).to(memory_format=torch.channels_last)
