@@ -18,6 +18,7 @@ from typing import Callable, ContextManager, Iterable, Iterator, Optional, Seque
 import numpy as np
 import torch
 
+from ..data.buffers import block_zeros
 from ..data.normalization import normalise
 from ..device import resolve_device
 from ..errors import EngineError
@@ -255,8 +256,8 @@ def read_padded(read: WindowReader, x0: int, y0: int, w: int, h: int, width: int
     if t is None:
         raise EngineError("Internal error: a prediction window lies wholly outside the raster.")
     c = inner_x.shape[1]
-    x = np.zeros((t, c, h, w), np.float32)
-    valid = np.zeros((t, h, w), bool)
+    x = block_zeros((t, c, h, w), np.float32)
+    valid = block_zeros((t, h, w), bool)
     x[:, :, iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = inner_x
     valid[:, iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = inner_valid
     return x, valid
