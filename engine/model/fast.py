@@ -96,12 +96,11 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if not isinstance(module, nn.Sequential):
             continue
-        names = list(module._modules)
-        for first, second in zip(names, names[1:]):
-            conv, norm = module._modules[first], module._modules[second]
+        for i in range(len(module) - 1):
+            conv, norm = module[i], module[i + 1]
             if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training:
-                module._modules[first] = fuse_conv_bn_eval(conv, norm)
-                module._modules[second] = nn.Identity()
+                module[i] = fuse_conv_bn_eval(conv, norm)
+                module[i + 1] = nn.Identity()
     return model
 
 
