@@ -14,6 +14,7 @@ LABELS = {
     "rf": "Random Forest (pixel)",
     "pixel_transformer": "Transformer (pixel, no spatial branch)",
     "stcln": "STCLN (from scratch)",
+    "stcln_matched": "STCLN (from scratch, as many steps as STCLN_wp)",
     "stcln_wp": "STCLN_wp (pre-trained)",
     "reference": "STCLN_wp (reference)",
     "scratch": "STCLN, no pre-training",

@@ -1,8 +1,9 @@
 """Accuracy study on real data: STCLN, STCLN_wp (masked pre-training), a pixel-wise Random Forest and a per-pixel
 temporal Transformer, over seeds and training-label fractions, plus ablations of STCLN_wp.
 
-Data: ``/work/shared/data/slovenia_s2`` (or ``--data``): NDVI per date with s2cloudless masks, land-use polygons
-(``LULC_NAME``). Splits are by field (``engine.data.split_fields``: stratified by class, seeded); within a seed every
+Data (``--dataset``): ``herault`` (the main study: real crop types, 9 Sentinel-2 L2A dates of 2018 with SCL, 10 bands,
+120 declared parcels of 8 classes in Lambert-93) or ``slovenia`` (NDVI per date with s2cloudless masks, land-use
+polygons ``LULC_NAME``), from ``../shared/data`` (or ``--data``). Splits are by field (``engine.data.split_fields``: stratified by class, seeded); within a seed every
 method and fraction is tested on the same test fields, and a smaller label fraction keeps a subset of the training
 fields of a larger one. Everything goes through the engine (reading, normalising, rasterising, splitting, training,
 tiled prediction, metrics).
@@ -10,8 +11,9 @@ tiled prediction, metrics).
 Each finished run is appended to ``OUT/runs.jsonl`` at once, and runs already there are skipped, so an interrupted
 study continues where it stopped. ``OUT/summary.json`` (and ``--json``) holds mean +- std over seeds.
 
-    python bench/study.py --quick                # a few minutes: 1 seed, 2 fractions, short schedules
-    python bench/study.py --seeds 3 --out bench/results/study --json bench/results/study.json
+    python bench/study.py --quick                       # a few minutes: 1 seed, 2 fractions, short schedules
+    python bench/study.py --dataset herault --seeds 5 --out bench/results/study_herault
+    python bench/study.py --dataset slovenia --seeds 5 --out bench/results/study
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "slovenia_s2"
+SHARED_DATA = ROOT.parent / "shared" / "data"
 FRACTIONS = (0.10, 0.25, 0.50, 1.00)
 ABLATION_FRACTION = 0.25
 VAL_FRACTION = 0.2
 TEST_FRACTION = 0.2
-METHODS = ("rf", "pixel_transformer", "stcln", "stcln_wp")
+# stcln_matched: from scratch with as many optimiser steps in all as stcln_wp gets (pre-training + fine-tuning), so
+# that pre-training is not just extra training.
+METHODS = ("rf", "pixel_transformer", "stcln", "stcln_matched", "stcln_wp")
 ABLATIONS = ("mask_temporal", "mask_spatial", "sta_off", "index_encoding", "cloud_ignored")
 
 # Network sizes (overrides of the ``lite`` preset). The study's budget (<= 60 min on a shared 2-core CPU, 12 runs
@@ -102,29 +106,55 @@ class Data:
     cloud_fraction: float  # invalid observations (clouds, nodata)
 
 
-def series_files(data_dir: Path, years: Optional[set[int]]) -> tuple[list[str], list[str]]:
-    """NDVI rasters and their cloud masks, optionally only those of ``years`` (from the file names)."""
-    images = sorted(glob.glob(str(data_dir / "ndvi" / "*.tif")))
-    masks = sorted(glob.glob(str(data_dir / "cloudmask" / "*.tif")))
-    if years:
+@dataclass(frozen=True)
+class Dataset:
+    """Where one sample's files are, relative to its folder: images, their validity (cloud masks or SCL), fields."""
+
+    folder: str
+    images: str
+    labels: str
+    class_field: str
+    layer: Optional[str] = None
+    cloud_masks: Optional[str] = None  # 1 = cloud
+    scl: Optional[str] = None  # Sentinel-2 scene classification
+    years_from_name: bool = False  # file names ``S2_<YYYY...>_...``: ``--years`` filters on them
+
+
+DATASETS: dict[str, Dataset] = {
+    "herault": Dataset("herault_s2_l2a", "geotiff/*.tif", "parcels/france_data_2018.shp", "EC_hcat_n",
+                       scl="geotiff/scl/*_SCL.tif"),
+    "slovenia": Dataset("slovenia_s2", "ndvi/*.tif", "lulc_polygons.gpkg", "LULC_NAME", layer="LULC",
+                        cloud_masks="cloudmask/*.tif", years_from_name=True),
+}
+
+
+def series_files(spec: Dataset, data_dir: Path, years: Optional[set[int]]) -> tuple[list[str], Optional[list[str]]]:
+    """The images and their cloud masks or SCL rasters (None: neither), optionally only those of ``years``."""
+    images = sorted(glob.glob(str(data_dir / spec.images)))
+    pattern = spec.cloud_masks or spec.scl
+    masks = sorted(glob.glob(str(data_dir / pattern))) if pattern else None
+    if years and spec.years_from_name:
         def keep(path: str) -> bool:
             return int(Path(path).name.split("_")[1][:4]) in years
-        images, masks = [p for p in images if keep(p)], [p for p in masks if keep(p)]
+        images = [p for p in images if keep(p)]
+        masks = [p for p in masks if keep(p)] if masks is not None else None
     return images, masks
 
 
-def load_data(data_dir: Path, years: Optional[set[int]], use_clouds: bool = True) -> Data:
-    """Reads the series (with or without the cloud masks) and rasterises the polygons, with the engine."""
+def load_data(spec: Dataset, data_dir: Path, years: Optional[set[int]], use_clouds: bool = True) -> Data:
+    """Reads the series (with or without its validity layers) and rasterises the polygons, with the engine."""
     from engine.data import band_statistics, normalise, rasterize_fields
     from engine.pipeline import SeriesInput, open_series
 
-    images, masks = series_files(data_dir, years)
-    series = SeriesInput(images=images, cloud_masks=masks if use_clouds else None)
+    images, masks = series_files(spec, data_dir, years)
+    masks = masks if use_clouds else None
+    series = SeriesInput(images=images, cloud_masks=masks if spec.cloud_masks else None,
+                         scl=masks if spec.scl else None)
     with open_series(series) as ts:
         w, h = ts.grid.width, ts.grid.height
         x, valid = ts.read(0, 0, w, h)
         mean, std = band_statistics(ts, seed=0)
-        fields = rasterize_fields(str(data_dir / "lulc_polygons.gpkg"), ts.grid, "LULC_NAME", layer="LULC")
+        fields = rasterize_fields(str(data_dir / spec.labels), ts.grid, spec.class_field, layer=spec.layer)
         dates, bands, area = list(ts.dates), list(ts.band_names), ts.grid.pixel_area_m2
     labels = np.zeros((h, w), np.int64)
     field_ids = np.zeros((h, w), np.int32)
@@ -185,16 +215,20 @@ def make_scenes(data: Data, split, positions: np.ndarray, margin: int, cap: int)
 # Scoring
 
 
-def score(data: Data, split, predicted: np.ndarray) -> dict[str, Any]:
-    """Engine metrics on the test fields' pixels (label 0 ignored); mIoU and macro-F1 over the classes present in
-    the test reference (the engine's own means, over classes in the reference or the map, are kept too)."""
+def score(data: Data, split, probs: np.ndarray) -> dict[str, Any]:
+    """Engine metrics on the test fields' pixels (label 0 ignored) from class probabilities ``probs (K, H, W)`` (all
+    0 where nothing was mapped); mIoU and macro-F1 over the classes present in the test reference (the engine's own
+    means, over classes in the reference or the map, are kept too); and field-level scores: each test parcel's class
+    from the mean probability of its mapped pixels, against its label (how users read a map of parcels)."""
     from engine.evaluation import confusion_matrix, metrics_from_confusion
 
+    predicted = np.where(probs.sum(0) > 0, probs.argmax(0) + 1, 0)
     test = np.isin(data.field_ids, split.test) & (data.labels > 0)
     k = len(data.classes)
     cm = confusion_matrix(data.labels[test], predicted[test], k)
     m = metrics_from_confusion(cm, data.classes, data.pixel_area)
     present = [c for c in m["per_class"] if c["support"] > 0]
+    fields = field_scores(data, split, probs)
     return {
         "oa": m["overall_accuracy"],
         "miou": float(np.mean([c["iou"] or 0.0 for c in present])),
@@ -202,6 +236,7 @@ def score(data: Data, split, predicted: np.ndarray) -> dict[str, Any]:
         "kappa": m["kappa"],
         "engine_miou": m["miou"],
         "engine_macro_f1": m["macro_f1"],
+        **fields,
         "test_pixels": int(test.sum()),
         "unmapped_test_pixels": int((predicted[test] == 0).sum()),
         "per_class_iou": {c["name"]: c["iou"] for c in present},
@@ -209,13 +244,35 @@ def score(data: Data, split, predicted: np.ndarray) -> dict[str, Any]:
     }
 
 
-def predict_map(bundle, data: Data, schedule: Schedule) -> np.ndarray:
-    """Class map (0 where nothing was predicted) of the whole raster with the engine's tiled predictor."""
+def field_scores(data: Data, split, probs: np.ndarray) -> dict[str, Any]:
+    """``field_oa`` and ``field_macro_f1`` (over the classes of the test fields): a test field's class is the argmax
+    of the mean probability over its labelled, mapped pixels; a field with no mapped pixel counts as wrong."""
+    mapped = probs.sum(0) > 0
+    truth, guess = [], []
+    for fid in split.test:
+        inside = (data.field_ids == fid) & (data.labels > 0)
+        if not inside.any():
+            continue
+        truth.append(data.field_classes[int(fid)])
+        pixels = inside & mapped
+        guess.append(int(probs[:, pixels].mean(1).argmax()) + 1 if pixels.any() else 0)
+    if not truth:
+        return {"field_oa": None, "field_macro_f1": None, "test_fields": 0}
+    t, g = np.asarray(truth), np.asarray(guess)
+    f1 = []
+    for c in np.unique(t):
+        tp, fp, fn = int(((t == c) & (g == c)).sum()), int(((t != c) & (g == c)).sum()), int(((t == c) & (g != c)).sum())
+        f1.append(2 * tp / (2 * tp + fp + fn))
+    return {"field_oa": float((t == g).mean()), "field_macro_f1": float(np.mean(f1)), "test_fields": len(truth)}
+
+
+def predict_probabilities(bundle, data: Data, schedule: Schedule) -> np.ndarray:
+    """Class probabilities ``(K, H, W)`` (0 where nothing was predicted) of the whole raster, with the engine's tiled
+    predictor."""
     from engine.inference import predict_array
 
-    probs = predict_array(bundle, data.x, data.dates, data.valid, tile=schedule.crop, overlap=schedule.crop // 4,
-                          batch_size=16, device="cpu")
-    return np.where(probs.sum(0) > 0, probs.argmax(0) + 1, 0)
+    return predict_array(bundle, data.x, data.dates, data.valid, tile=schedule.crop, overlap=schedule.crop // 4,
+                         batch_size=16, device="cpu")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,8 +300,12 @@ def run_pretrain(data: Data, schedule: Schedule, mask_mode: str, encoding: str, 
 
 
 def run_network(data: Data, split, schedule: Schedule, seed: int, *, pixel: bool = False,
-                init_state: Optional[dict] = None, encoding: str = "date", use_sta: bool = True) -> dict[str, Any]:
-    """Fine-tunes STCLN (or the per-pixel Transformer) with ``engine.training.finetune`` and scores the map."""
+                init_state: Optional[dict] = None, encoding: str = "date", use_sta: bool = True,
+                extra_steps: int = 0) -> dict[str, Any]:
+    """Fine-tunes STCLN (or the per-pixel Transformer) with ``engine.training.finetune`` and scores the map.
+
+    ``extra_steps`` adds whole epochs until at least that many more optimiser steps were taken (the step-matched
+    scratch run)."""
     from baselines import PixelTransformerBundle, make_pixel_transformer
     from engine.bundle import ModelBundle
     from engine.model import season_start_for
@@ -254,7 +315,8 @@ def run_network(data: Data, split, schedule: Schedule, seed: int, *, pixel: bool
     train, val = make_scenes(data, split, positions, margin=schedule.crop // 2, cap=schedule.val_window)
     config = config_for(data, schedule, date_encoding=encoding, use_sta=use_sta)
     result = finetune(
-        train, val, config, init_state=init_state, epochs=schedule.epochs, crop=schedule.crop,
+        train, val, config, init_state=init_state,
+        epochs=schedule.epochs + -(-extra_steps // schedule.steps_per_epoch), crop=schedule.crop,
         batch_size=schedule.batch_size, steps_per_epoch=schedule.steps_per_epoch, lr=schedule.lr,
         class_weights=True, seed=seed, device="cpu", model_factory=make_pixel_transformer if pixel else None,
     )
@@ -265,7 +327,8 @@ def run_network(data: Data, split, schedule: Schedule, seed: int, *, pixel: bool
         date_encoding={"mode": encoding, "season_start": list(season_start_for(data.dates))},
         classes=data.classes, kind="classifier",
     )
-    out = score(data, split, predict_map(bundle, data, schedule))
+    out = score(data, split, predict_probabilities(bundle, data, schedule))
+    out["optimiser_steps"] = len(result.history) * schedule.steps_per_epoch
     out["best_epoch"] = result.best_epoch
     out["val_miou"] = result.val_metrics.get("miou")
     out["history"] = result.history
@@ -286,9 +349,11 @@ def run_forest(data: Data, split, schedule: Schedule, seed: int) -> dict[str, An
     (tx, ty), (vx, vy) = pick(split.train), pick(split.val)
     forest = fit_random_forest(tx, ty, vx, vy, len(data.classes), seed=seed, trees=schedule.rf_trees)
     test = np.isin(flat_ids, split.test) & (flat_labels > 0)
-    predicted = np.zeros(flat_labels.shape, np.int64)
-    predicted[test] = forest.model.predict(features[test])
-    out = score(data, split, predicted.reshape(data.labels.shape))
+    k = len(data.classes)
+    probs = np.zeros((k, flat_labels.size), np.float32)
+    rows = forest.model.classes_.astype(int) - 1  # the classes the forest saw, in its column order
+    probs[np.ix_(rows, np.flatnonzero(test))] = forest.model.predict_proba(features[test]).T
+    out = score(data, split, probs.reshape(k, *data.labels.shape))
     out["val_miou"] = forest.val_miou
     out["rf_params"] = forest.params
     out["rf_grid"] = forest.tried
@@ -365,8 +430,9 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
     ablations = () if args.no_ablations else ABLATIONS
     started = time.perf_counter()
 
-    log(f"loading {args.data} (years {args.years})")
-    data = load_data(Path(args.data), years)
+    spec = DATASETS[args.dataset]
+    log(f"loading {args.dataset} from {args.data} (years {args.years})")
+    data = load_data(spec, Path(args.data), years)
     log(f"{len(data.dates)} dates {data.dates[0]}..{data.dates[-1]}, {data.labels.shape[1]}x{data.labels.shape[0]} px, "
         f"{len(data.field_classes)} fields, classes {data.classes.names}, cloudy {data.cloud_fraction:.0%}")
     cloudless: Optional[Data] = None
@@ -400,6 +466,7 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
         append_run(runs_path, record)
         runs[key] = record
         log(f"{key}: OA {metrics['oa']:.3f} mIoU {metrics['miou']:.3f} F1 {metrics['macro_f1']:.3f} "
+            f"field OA {metrics['field_oa'] or 0:.3f} "
             f"({record['seconds']} s, total {time.perf_counter() - started:.0f} s)")
 
     def split_for(seed: int, fraction: float):
@@ -414,6 +481,8 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
                 "rf": lambda: run_forest(data, split, schedule, seed),
                 "pixel_transformer": lambda: run_network(data, split, schedule, seed, pixel=True),
                 "stcln": lambda: run_network(data, split, schedule, seed),
+                "stcln_matched": lambda: run_network(data, split, schedule, seed,
+                                                     extra_steps=schedule.pretrain_epochs * schedule.pretrain_steps),
                 "stcln_wp": lambda: run_network(data, split, schedule, seed,
                                                 init_state=backbone("spatiotemporal", "date", True, seed)),
             }
@@ -427,7 +496,7 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
         for name in ablations:
             if name == "cloud_ignored" and cloudless is None and run_key(seed, fraction, name) not in runs:
                 log("loading the series without cloud masks")
-                cloudless = load_data(Path(args.data), years, use_clouds=False)
+                cloudless = load_data(spec, Path(args.data), years, use_clouds=False)
             variants = {
                 "mask_temporal": lambda: run_network(data, split, schedule, seed,
                                                      init_state=backbone("temporal", "date", True, seed)),
@@ -444,7 +513,7 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
 
     summary = summarise(runs, seeds, fractions, fraction, ablations)
     summary["setup"] = {
-        "data": str(args.data), "years": args.years, "dates": len(data.dates),
+        "dataset": args.dataset, "data": str(args.data), "years": args.years, "dates": len(data.dates),
         "first_date": str(data.dates[0]), "last_date": str(data.dates[-1]),
         "size_px": [int(data.labels.shape[1]), int(data.labels.shape[0])], "bands": data.band_names,
         "classes": data.classes.names, "fields": len(data.field_classes),
@@ -470,7 +539,9 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _stats(values: list[float]) -> dict[str, Any]:
+def _stats(values: list[float]) -> Optional[dict[str, Any]]:
+    if not values:  # e.g. field scores of runs made before they existed
+        return None
     a = np.asarray(values, np.float64)
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": int(len(a)),
             "values": [float(v) for v in a]}
@@ -483,7 +554,8 @@ def summarise(runs: dict[str, dict], seeds: list[int], fractions: tuple, ablatio
         found = [runs[k] for k in (run_key(s, fraction, method) for s in seeds) if k in runs]
         if not found:
             return None
-        out = {m: _stats([r[m] for r in found]) for m in ("oa", "miou", "macro_f1")}
+        out = {m: _stats([r[m] for r in found if r.get(m) is not None])
+               for m in ("oa", "miou", "macro_f1", "field_oa", "field_macro_f1")}
         out["seconds"] = _stats([r["seconds"] for r in found])
         out["train_fields"] = _stats([r["split"]["train"]["fields"] for r in found])
         out["train_pixels"] = _stats([r["split"]["train"]["pixels"] for r in found])
@@ -499,9 +571,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 seed, fractions 0.25 and 1, short schedules")
-    parser.add_argument("--seeds", type=int, default=None, help="number of split seeds (default 3, quick 1)")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="herault",
+                        help="herault (real crop types, the main study) or slovenia (land use, NDVI)")
+    parser.add_argument("--seeds", type=int, default=None, help="number of split seeds (default 5, quick 1)")
     parser.add_argument("--fractions", default=None, help="training-label fractions (default 0.1,0.25,0.5,1)")
-    parser.add_argument("--years", default="2016", help="acquisition years to use, e.g. 2016 or 2016,2017, or all")
+    parser.add_argument("--years", default=None,
+                        help="slovenia: acquisition years to use, e.g. 2016 or 2016,2017, or all (default 2016)")
     parser.add_argument("--size", choices=sorted(SIZES), default=None, help="network size (default micro)")
     parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs")
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per epoch")
@@ -514,12 +589,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="torch threads (1: on the loaded shared machine, 2 threads were 15-80x slower per epoch)")
     parser.add_argument("--merge", nargs="*", default=None,
                         help="result folders of other processes of this study whose runs count as done")
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="the slovenia_s2 folder")
+    parser.add_argument("--data", default=None, help="the dataset's folder (default: in ../shared/data)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "study"), help="results folder")
     parser.add_argument("--json", default=None, help="also write the summary to this file")
     args = parser.parse_args(argv)
     if args.seeds is None:
-        args.seeds = 1 if args.quick else 3
+        args.seeds = 1 if args.quick else 5
+    if args.data is None:
+        args.data = str(SHARED_DATA / DATASETS[args.dataset].folder)
+    if args.years is None:
+        args.years = "2016" if DATASETS[args.dataset].years_from_name else "all"
     if args.fractions is None:
         args.fractions = "0.25,1" if args.quick else ",".join(f"{f:g}" for f in FRACTIONS)
     if not Path(args.data).is_dir():

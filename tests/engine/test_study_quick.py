@@ -75,3 +75,33 @@ def test_pixel_transformer_sees_no_neighbour_and_trains_with_the_finetune_loop()
     assert result.state_dict["spatial.0.weight"].shape == (8, 2, 1, 1)  # the per-pixel (1x1) embedding
     rebuilt = PixelTransformer(config)
     rebuilt.load_state_dict(result.state_dict)
+
+
+def test_field_scores_take_each_test_parcels_class_from_its_mean_probability():
+    import study
+    from engine.classes import ClassTable
+
+    # Three test fields on a 1 x 6 strip: field 1 (class 1) has two pixels voting class 2 weakly and one voting class
+    # 1 strongly (the mean says 1, the pixel majority 2); field 2 (class 2) is right; field 3 is not mapped at all.
+    field_ids = np.array([[1, 1, 1, 2, 2, 3]], np.int32)
+    labels = np.array([[1, 1, 1, 2, 2, 2]], np.int64)
+    probs = np.zeros((2, 1, 6), np.float32)
+    probs[:, 0, 0] = (0.45, 0.55)
+    probs[:, 0, 1] = (0.45, 0.55)
+    probs[:, 0, 2] = (0.95, 0.05)
+    probs[:, 0, 3:5] = np.array([[0.2], [0.8]])
+    classes = ClassTable.from_names(["a", "b"])
+    data = study.Data(x=None, valid=None, xn=None, mean=None, std=None, dates=[], band_names=[], labels=labels,
+                      field_ids=field_ids, field_classes={1: 1, 2: 2, 3: 2}, classes=classes, pixel_area=1.0,
+                      cloud_fraction=0.0)
+
+    class Split:
+        test = [1, 2, 3]
+
+    scores = study.field_scores(data, Split, probs)
+    assert scores["test_fields"] == 3
+    assert scores["field_oa"] == 2 / 3  # fields 1 and 2 right, the unmapped field 3 wrong
+    assert scores["field_macro_f1"] == (1.0 + 2 / 3) / 2  # class a: 1 of 1; class b: tp 1, fn 1
+    pixel = study.score(data, Split, probs)
+    # pixels 0 and 1 wrong (class 2), 2 right, 3-4 right; the unmapped pixel 5 is counted apart, as the engine does
+    assert pixel["oa"] == 3 / 5 and pixel["unmapped_test_pixels"] == 1
