@@ -158,14 +158,14 @@ class StagedOutputs:
             try:
                 self.commit()
             except BaseException as error:
+                translated = self.failure(error)  # before discarding, which frees the space
                 self.discard()
-                translated = self.failure(error)
                 if translated is not None:
                     raise translated from None
                 raise
             return
-        self.discard()
         translated = self.failure(exc)
+        self.discard()
         if translated is not None:
             raise translated from None
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 
 class EngineError(Exception):
     """A problem with the user's input or environment, with a message a GIS user understands.
@@ -18,7 +16,7 @@ class CancelledError(Exception):
     ``kept`` lists files deliberately kept (a training checkpoint to resume from); front ends name them.
     """
 
-    def __init__(self, message: str = "Cancelled.", kept: Sequence[str] = ()) -> None:
+    def __init__(self, message: str = "Cancelled.", kept: "list[str] | tuple[str, ...]" = ()) -> None:
         super().__init__(message)
         self.kept = list(kept)
 

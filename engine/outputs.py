@@ -41,6 +41,9 @@ RUN_FILES = {
     "map_crops": RunFiles((), ("series", "labels", "existing_model"), folder_outputs=("out_dir",)),
 }
 FOLDER_FILES = {"report_dir": REPORT_FILES, "out_dir": ()}
+# What ``pipeline.map_crops`` writes into its folder (the dialog and Processing stage it and move it there).
+MAP_CROPS_FILES = ("crop_map.tif", "crop_map.qml", "confidence.tif", "confidence.qml", "fields.gpkg", "model.cropmodel",
+                   "pretrained.cropmodel", "report")
 
 
 def checkpoint_path(model_path: str | os.PathLike) -> Path:
@@ -267,6 +270,7 @@ def guarded_outputs(files: RunFiles, arguments: dict[str, Any]) -> Iterator[list
     try:
         yield notes
     except BaseException as exc:
+        _release(locks)  # the lock files first: they are files in the folders to remove
         _remove_created(created)
         kept = checkpoint if checkpoint is not None and checkpoint.is_file() and _main_process() else None
         if kept is not None:

@@ -27,16 +27,23 @@ def plausible_range(mean: float, std: float) -> tuple[float, float]:
 def _robust_keep(data: np.ndarray) -> np.ndarray:
     """Rows of ``data (N, C)`` whose values all lie in the plausible range of statistics that ignore extremes.
 
-    The centre and spread come from the median and the middle 99.8 % of each band, which a few hundred extreme
-    values cannot move; a plain mean and std would be dominated by a single -3.4e38.
+    Centre: the median; spread: the median absolute deviation (robust to any share of extremes below half), or,
+    for a band that is mostly one value, the mean deviation of the 99 % of values nearest the median. A plain mean
+    and std would be dominated by a single -3.4e38.
     """
     keep = np.ones(len(data), bool)
     for c in range(data.shape[1]):
         values = data[:, c]
-        low, high = np.percentile(values, [0.1, 99.9])
-        central = values[(values >= low) & (values <= high)]
-        lo, hi = plausible_range(float(np.median(values)), float(central.std()) if central.size else 0.0)
-        keep &= (values >= lo) & (values <= hi)
+        centre = float(np.median(values))
+        deviation = np.abs(values - centre)
+        scale = 1.4826 * float(np.median(deviation))
+        if scale == 0.0:
+            near = deviation[deviation <= np.percentile(deviation, 99)]
+            scale = float(near.mean()) if near.size else 0.0
+        if scale == 0.0:
+            continue  # (nearly) constant band: nothing to call extreme
+        low, high = plausible_range(centre, scale)
+        keep &= (values >= low) & (values <= high)
     return keep
 
 
