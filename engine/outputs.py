@@ -207,7 +207,7 @@ def _main_process() -> bool:
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
-def _missing_top(folder: Path) -> Optional[Path]:
+def missing_top(folder: Path) -> Optional[Path]:
     """The highest ancestor of ``folder`` (itself included) that does not exist yet."""
     top = None
     for candidate in [folder, *folder.parents]:
@@ -247,7 +247,7 @@ def guarded_outputs(files: RunFiles, arguments: dict[str, Any]) -> Iterator[list
     if checkpoint is not None and getattr(options, "resume", False) and not checkpoint.is_file():
         notes.append(f"There was no checkpoint '{checkpoint}' to resume from: training started from the first epoch.")
 
-    created = {top for top in (_missing_top(p.parent if p in outputs else p) for p in outputs + folders) if top}
+    created = {top for top in (missing_top(p.parent if p in outputs else p) for p in outputs + folders) if top}
     locks: list[OutputLock] = []
     try:
         if _main_process():
@@ -260,18 +260,18 @@ def guarded_outputs(files: RunFiles, arguments: dict[str, Any]) -> Iterator[list
             _remove_stale(written + folders + sidecars + ([checkpoint] if checkpoint else []), started)
     except OSError as exc:
         _release(locks)
-        _remove_created(created)
+        remove_created(created)
         raise EngineError(f"Cannot write beside '{(outputs + folders)[0]}': {exc.strerror}. Choose another "
                           "folder.") from None
     except BaseException:
         _release(locks)
-        _remove_created(created)
+        remove_created(created)
         raise
     try:
         yield notes
     except BaseException as exc:
         _release(locks)  # the lock files first: they are files in the folders to remove
-        _remove_created(created)
+        remove_created(created)
         kept = checkpoint if checkpoint is not None and checkpoint.is_file() and _main_process() else None
         if kept is not None:
             note = (f"The training checkpoint '{kept}' of the last completed epoch is kept: run the same command "
@@ -290,7 +290,7 @@ def _release(locks: list[OutputLock]) -> None:
         lock.release()
 
 
-def _remove_created(created: set[Path]) -> None:
+def remove_created(created: set[Path]) -> None:
     """Folders this run created, when they hold no file (a failed run leaves no empty folder tree)."""
     for top in created:
         if top.is_dir() and not _holds_files(top):

@@ -19,7 +19,14 @@ from qgis.core import Qgis, QgsMessageLog, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from ..engine.errors import CancelledError, EngineError, cancelled_message
-from ..engine.outputs import MAP_CROPS_FILES, OutputLock, check_outputs_spare_inputs, input_paths
+from ..engine.outputs import (
+    MAP_CROPS_FILES,
+    OutputLock,
+    check_outputs_spare_inputs,
+    input_paths,
+    missing_top,
+    remove_created,
+)
 
 LOG_TAG = "CropMapper"
 Job = Callable[[Callable[[float, str], None], Callable[[], bool]], Any]
@@ -113,6 +120,7 @@ class StagedFolder:
         self.partial = self.final.with_name(f".{self.final.name}.{uuid.uuid4().hex[:8]}.partial")
         self.inputs = list(inputs)
         self._lock: Optional[OutputLock] = None
+        self._created: set[Path] = set()
 
     def for_inputs(self, *inputs: Any) -> "StagedFolder":
         """The run's inputs (paths, ``SeriesInput``, ``LabelInput``): outputs may not replace them."""
@@ -121,6 +129,8 @@ class StagedFolder:
 
     def create(self) -> Path:
         check_outputs_spare_inputs([self.final / name for name in MAP_CROPS_FILES], self.inputs)
+        top = missing_top(self.final.parent)
+        self._created = {top} if top else set()  # removed again by ``discard`` when left empty
         self.final.parent.mkdir(parents=True, exist_ok=True)
         lock = OutputLock(self.final)
         lock.acquire()
@@ -166,6 +176,7 @@ class StagedFolder:
     def discard(self) -> None:
         shutil.rmtree(self.partial, ignore_errors=True)
         self._release()
+        remove_created(self._created)
 
     def final_path(self, path: Optional[str]) -> Optional[str]:
         """Where a file written under the partial folder is after ``commit``."""
