@@ -267,9 +267,10 @@ def test_6_bad_training_numbers_are_messages(scene, tmp_path, capsys, option, va
     assert files_under(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_6_ctrl_c_in_the_first_fraction_of_a_second_is_no_traceback():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for delay in (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.5):
+    for delay in (0.05, 0.15, 0.3, 0.6, 1.0, 1.5):
         process = subprocess.Popen([sys.executable, "-m", "engine", "info", "--preset", "lite"], cwd=REPO, env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
@@ -411,6 +412,7 @@ def test_9_stale_partials_of_a_killed_run_are_removed_and_others_kept(scene, mod
     assert not any(p.exists() for p in stale) and other.exists()
 
 
+@pytest.mark.slow
 def test_9_sigterm_cleans_up_like_ctrl_c(scene, model, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [sys.executable, "-m", "engine", "predict", "--model", str(model), "--images", *scene.images,
