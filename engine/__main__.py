@@ -2,6 +2,10 @@
 
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while the engine is still being imported (torch, GDAL: a second or so)
+    print("Interrupted: nothing was written.", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -7,6 +7,7 @@ With ``--json`` the last line printed is one JSON object with the results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import glob
 import json
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from . import pipeline
-from .errors import CancelledError, EngineError
+from .errors import CancelledError, EngineError, cancelled_message
 
 EXAMPLES = {
     "pretrain": "python -m engine pretrain --images s2/*.tif --cloud-masks clm/*.tif --preset lite --epochs 10 --out pre.cropmodel",
@@ -254,6 +255,7 @@ def run_pretrain(args, progress) -> dict:
         lr=args.lr, seed=args.seed, device=args.device, resume=args.resume,
     )
     outcome = pipeline.pretrain(_series(args), args.out, options, progress=progress)
+    _print_warnings(outcome.warnings)
     final = outcome.history[-1]["loss"] if outcome.history else None
     print(f"Pre-trained model written to {outcome.model_path} (final reconstruction loss {final:.4f})" if final is not None else f"Pre-trained model written to {outcome.model_path}")
     return {"model": outcome.model_path, "history": outcome.history, "seconds": outcome.seconds}
@@ -267,8 +269,7 @@ def run_train(args, progress) -> dict:
         patience=args.patience, device=args.device, resume=args.resume,
     )
     outcome = pipeline.train(_series(args), _labels(args), args.out, options, init_model=args.init, progress=progress)
-    for warning in outcome.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    _print_warnings(outcome.warnings)
     val = outcome.validation or {}
     print(f"Model written to {outcome.model_path}")
     if val:
@@ -284,6 +285,7 @@ def run_predict(args, progress) -> dict:
         fields=args.fields, fields_layer=args.fields_layer, fields_out=args.fields_out, options=options,
         extent=args.extent, progress=progress,
     )
+    _print_warnings(outcome.warnings)
     print(f"Class map written to {outcome.map_path}")
     for label, path in (("Confidence", outcome.confidence_path), ("Probabilities", outcome.probabilities_path),
                         ("Field-level results", outcome.fields_path)):
@@ -292,7 +294,13 @@ def run_predict(args, progress) -> dict:
     rate = outcome.pixels / outcome.seconds if outcome.seconds > 0 else 0.0
     print(f"{outcome.pixels} pixels in {outcome.seconds:.1f} s ({rate:,.0f} px/s)")
     return {"map": outcome.map_path, "confidence": outcome.confidence_path, "probabilities": outcome.probabilities_path,
-            "fields": outcome.fields_path, "pixels": outcome.pixels, "seconds": outcome.seconds}
+            "fields": outcome.fields_path, "pixels": outcome.pixels, "seconds": outcome.seconds,
+            "warnings": outcome.warnings}
+
+
+def _print_warnings(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def run_evaluate(args, progress) -> dict:
@@ -348,8 +356,22 @@ COMMANDS: dict[str, Callable] = {
 }
 
 
+def _terminate(signum, frame) -> None:  # noqa: ARG001
+    """SIGTERM (kill, a batch scheduler's time limit) cleans up like Ctrl-C instead of dying mid-write."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    import signal
+
+    if hasattr(signal, "SIGTERM") and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        with contextlib.suppress(ValueError):  # only the main thread may set handlers
+            signal.signal(signal.SIGTERM, _terminate)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("Interrupted: nothing was written.", file=sys.stderr)
+        return 130
     # Under torchrun every rank runs this; only rank 0 talks (errors still reach stderr from any rank).
     other_rank = int(os.environ.get("RANK", "0")) != 0
     if other_rank:
@@ -362,9 +384,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         bar.close()
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except (CancelledError, KeyboardInterrupt):
+    except (CancelledError, KeyboardInterrupt) as error:
         bar.close()
-        print("Interrupted: nothing was written.", file=sys.stderr)
+        print(cancelled_message(error, "Interrupted"), file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 (the last line of defence: say it is our fault, keep the details)
         bar.close()

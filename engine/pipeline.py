@@ -16,8 +16,10 @@ from typing import Optional
 import numpy as np
 
 from . import __version__
-from .atomic import check_writable
+from .atomic import StagedOutputs, check_writable
 from .errors import EngineError
+from .option_checks import check_classes, check_training_options
+from .outputs import guard_run
 from .progress import CancelledCallback, ProgressCallback, as_reporter
 
 Color = tuple[int, int, int]
@@ -95,6 +97,7 @@ class PretrainOutcome:
     model_path: str
     history: list[dict]
     seconds: float
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -115,6 +118,7 @@ class PredictOutcome:
     fields_path: Optional[str]
     pixels: int
     seconds: float
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -176,6 +180,7 @@ def _load_classifier(model_path: str):
     return bundle
 
 
+@guard_run("pretrain")
 def pretrain(
     series: SeriesInput,
     out_model: str,
@@ -192,9 +197,11 @@ def pretrain(
     started = time.perf_counter()
     reporter = as_reporter(progress, cancelled)
     check_writable(out_model)
+    check_training_options(options)
     with open_series(series) as ts:
         reporter.report(0.0, "Computing band statistics")
         mean, std = band_statistics(ts, seed=options.seed)
+        ts.exclude_extremes(mean, std)
         season_start = season_start_for(ts.dates)
         positions = date_positions(ts.dates, season_start, mode=options.date_encoding)
         values_per_pixel = len(ts.dates) * len(ts.band_names)
@@ -202,6 +209,7 @@ def pretrain(
         scenes = regions.read_scenes(ts, windows, mean, std, positions, None, reporter.span(0.02, 0.1))
         bands = list(ts.band_names)
         inputs = _series_provenance(series, ts)
+        warnings = _series_warnings(ts)
     if not scenes:
         raise EngineError("The images hold no valid observation (everything is nodata or cloud). Check the nodata value and cloud masks.")
     config = make_config(options.preset, len(bands), 1, date_encoding=options.date_encoding)
@@ -227,9 +235,10 @@ def pretrain(
         step="pretrain", inputs=inputs, options=asdict(options), history=result.history,
     )
     reporter.report(1.0, "Pre-training done")
-    return PretrainOutcome(str(out_model), result.history, time.perf_counter() - started)
+    return PretrainOutcome(str(out_model), result.history, time.perf_counter() - started, warnings)
 
 
+@guard_run("train")
 def train(
     series: SeriesInput,
     labels: LabelInput,
@@ -248,6 +257,7 @@ def train(
     started = time.perf_counter()
     reporter = as_reporter(progress, cancelled)
     check_writable(out_model)
+    check_training_options(options)
     _check_fractions(options)
     init = ModelBundle.load(init_model) if init_model else None
     with open_series(series) as ts:
@@ -263,9 +273,11 @@ def train(
             mean, std = band_statistics(ts, seed=options.seed)
             season_start = season_start_for(ts.dates)
             encoding = options.date_encoding
+        ts.exclude_extremes(mean, std, bands)
         positions = date_positions(ts.dates, season_start, mode=encoding)
         reporter.report(0.02, "Rasterising the field polygons")
         fields = rasterize_fields(labels.path, ts.grid, labels.class_field, layer=labels.layer, colors=labels.colors)
+        check_classes(fields.field_classes, [c.name for c in fields.classes])
         split = split_fields(
             fields.field_classes,
             val_fraction=options.val_fraction,
@@ -276,6 +288,7 @@ def train(
         train_scenes, val_scenes = _labelled_scenes(ts, fields, split, mean, std, positions, bands, reporter.span(0.03, 0.1))
         inputs = _series_provenance(series, ts)
         pixel_area = ts.grid.pixel_area_m2
+        series_warnings = _series_warnings(ts)
     classes = fields.classes
     overrides = {"date_encoding": encoding}
     if init is not None:
@@ -302,7 +315,7 @@ def train(
         cancelled=cancelled,
     )
     split_summary = _split_summary(fields, split)
-    warnings = list(fields.warnings)
+    warnings = list(fields.warnings) + series_warnings
     _save_model(
         out_model, config, result.state_dict, bands, mean, std, encoding, season_start, classes, split.to_dict(),
         step="train",
@@ -324,6 +337,7 @@ def train(
     )
 
 
+@guard_run("predict")
 def predict(
     model_path: str,
     series: SeriesInput,
@@ -349,7 +363,8 @@ def predict(
         if path:
             check_writable(path)
     bundle = _load_classifier(model_path)
-    with open_series(series) as ts:
+    # Every output is staged and renamed into place together at the end: an error or a cancel leaves none.
+    with open_series(series) as ts, StagedOutputs() as staged:
         bundle.check_bands(ts.band_names)
         result = predict_raster(
             bundle,
@@ -366,11 +381,14 @@ def predict(
             field_layer=fields_layer,
             progress=reporter.span(0.0, 0.95 if fields_out else 1.0).report_callback(),
             cancelled=cancelled,
+            staging=staged,
         )
         fields_path = None
         if fields_out and _is_main_process():
             reporter.report(0.95, "Writing field-level results")
-            fields_path = field_results(bundle.classes, result, fields, fields_out, layer=fields_layer)
+            fields_path = field_results(bundle.classes, result, fields, fields_out, layer=fields_layer, staging=staged)
+        warnings = _series_warnings(ts) + _nodata_warnings(result, ts, extent)
+        reporter.check()
     reporter.report(1.0, "Map written")
     return PredictOutcome(
         str(out_map),
@@ -379,9 +397,11 @@ def predict(
         str(fields_path) if fields_path else None,
         int(result.pixels),
         time.perf_counter() - started,
+        warnings,
     )
 
 
+@guard_run("evaluate")
 def evaluate(
     map_path: str,
     labels: LabelInput,
@@ -441,6 +461,7 @@ def evaluate(
     return EvaluateOutcome(metrics, str(json_path), str(csv_path), str(html_path))
 
 
+@guard_run("map_crops")
 def map_crops(
     series: SeriesInput,
     labels: LabelInput,
@@ -625,6 +646,19 @@ def _series_provenance(series: SeriesInput, ts) -> dict:
         "bands": list(ts.band_names),
         "size": [ts.grid.width, ts.grid.height],
     }
+
+
+def _series_warnings(ts) -> list[str]:
+    """What the time series noticed about its inputs: duplicate dates, dates off the grid, extreme values."""
+    extreme = ts.extreme_warning()
+    return list(ts.warnings) + ([extreme] if extreme else [])
+
+
+def _nodata_warnings(result, ts, extent) -> list[str]:
+    from .inference.nodata import nodata_warning
+
+    message = nodata_warning(result, has_cloud_masks=ts.has_cloud_masks, has_extent=bool(extent))
+    return [message] if message else []
 
 
 def _check_fractions(options: TrainOptions) -> None:

@@ -60,12 +60,12 @@ class CropMapperAlgorithm(QgsProcessingAlgorithm):
     @staticmethod
     def run_engine(step: Callable[[], Any], feedback: QgsProcessingFeedback) -> Any:
         """Runs an engine step; user errors and cancelling become a ``QgsProcessingException`` with a plain message."""
-        from ..engine.errors import CancelledError, EngineError
+        from ..engine.errors import CancelledError, EngineError, cancelled_message
 
         try:
             return step()
-        except CancelledError:
-            raise QgsProcessingException("Cancelled by the user: no output was written.") from None
+        except CancelledError as exc:
+            raise QgsProcessingException(cancelled_message(exc, "Cancelled by the user")) from None
         except EngineError as exc:
             raise QgsProcessingException(str(exc)) from None
         finally:

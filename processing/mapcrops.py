@@ -94,7 +94,7 @@ class MapCropsAlgorithm(CropMapperAlgorithm):
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         progress, cancelled = self.callbacks(feedback)
         staged = StagedFolder(folder)
-        with staged as partial:
+        with staged.for_inputs(series, labels, existing) as partial:
             outcome = self.run_engine(
                 lambda: pipeline.map_crops(
                     series, labels, str(partial), train_options=train_options, pretrain_options=pretrain,

@@ -648,7 +648,7 @@ class MapCropsDialog(QDialog):
         predict_options, outputs = self.predict_options(), self.outputs()
 
         def job(progress, cancelled):
-            with staged as partial:
+            with staged.for_inputs(series, labels, existing) as partial:
                 if labels is None:
                     outcome = pipeline.predict(
                         existing, series, str(partial / "crop_map.tif"),

@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import shutil
 import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
-from ..engine.errors import CancelledError, EngineError
+from ..engine.errors import CancelledError, EngineError, cancelled_message
+from ..engine.outputs import (
+    MAP_CROPS_FILES,
+    OutputLock,
+    check_outputs_spare_inputs,
+    input_paths,
+    missing_top,
+    remove_created,
+)
 
 LOG_TAG = "CropMapper"
 Job = Callable[[Callable[[float, str], None], Callable[[], bool]], Any]
@@ -71,8 +80,8 @@ class EngineTask(QgsTask):
             if self.isCanceled():
                 raise CancelledError("Cancelled by the user.")
             self.result = TaskResult(Status.SUCCESS, value)
-        except CancelledError:
-            self.result = TaskResult(Status.CANCELLED, message="Cancelled: nothing was written.")
+        except CancelledError as exc:
+            self.result = TaskResult(Status.CANCELLED, message=cancelled_message(exc))
         except EngineError as exc:
             self.result = TaskResult(Status.FAILURE, message=str(exc), details=traceback.format_exc())
         except Exception as exc:  # noqa: BLE001 - an unexpected error must reach the user, not the task manager
@@ -99,31 +108,75 @@ class EngineTask(QgsTask):
 class StagedFolder:
     """Outputs are written into a hidden sibling ``.<name>.<id>.partial`` of ``folder`` and moved into ``folder`` only
     on ``commit``; ``discard`` deletes them. So a cancelled or failed run leaves nothing behind, not even the outputs
-    of the steps that had completed (the engine's atomic writes only cover one file each)."""
+    of the steps that had completed (the engine's atomic writes only cover one file each).
 
-    def __init__(self, folder: str) -> None:
+    While staged, ``folder`` is locked against a second run writing it (the engine's ``OutputLock``), partial folders
+    that killed runs left beside it are removed, and no output may replace one of the run's ``inputs``
+    (``for_inputs``): checked before the work with the names the engine writes, and again at ``commit``.
+    """
+
+    def __init__(self, folder: str, inputs: Sequence[Any] = ()) -> None:
         self.final = Path(folder)
         self.partial = self.final.with_name(f".{self.final.name}.{uuid.uuid4().hex[:8]}.partial")
+        self.inputs = list(inputs)
+        self._lock: Optional[OutputLock] = None
+        self._created: set[Path] = set()
+
+    def for_inputs(self, *inputs: Any) -> "StagedFolder":
+        """The run's inputs (paths, ``SeriesInput``, ``LabelInput``): outputs may not replace them."""
+        self.inputs = [p for value in inputs for p in input_paths(value)]
+        return self
 
     def create(self) -> Path:
+        check_outputs_spare_inputs([self.final / name for name in MAP_CROPS_FILES], self.inputs)
+        top = missing_top(self.final.parent)
+        self._created = {top} if top else set()  # removed again by ``discard`` when left empty
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.partial.mkdir()
+        lock = OutputLock(self.final)
+        lock.acquire()
+        self._lock = lock
+        try:
+            self._remove_stale()
+            self.partial.mkdir()
+        except BaseException:
+            self._release()
+            raise
         return self.partial
 
+    def _remove_stale(self) -> None:
+        """Partial folders of runs that were killed: any other run writing this folder would hold its lock."""
+        pattern = re.compile(rf"\.{re.escape(self.final.name)}\.[0-9a-f]{{8}}\.partial")
+        for path in self.final.parent.iterdir():
+            if path != self.partial and pattern.fullmatch(path.name) and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
     def commit(self) -> Path:
-        if not self.final.exists():
-            self.partial.rename(self.final)
+        try:
+            replaced = [self.final / child.name for child in self.partial.iterdir()]
+            inside = [p for target in replaced if target.is_dir() for p in target.rglob("*")]
+            check_outputs_spare_inputs(replaced + inside, self.inputs)
+            if not self.final.exists():
+                self.partial.rename(self.final)
+                return self.final
+            for child in sorted(self.partial.iterdir()):
+                target = self.final / child.name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(child, target)
+            self.partial.rmdir()
             return self.final
-        for child in sorted(self.partial.iterdir()):
-            target = self.final / child.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(child, target)
-        self.partial.rmdir()
-        return self.final
+        finally:
+            self._release()
 
     def discard(self) -> None:
         shutil.rmtree(self.partial, ignore_errors=True)
+        self._release()
+        remove_created(self._created)
 
     def final_path(self, path: Optional[str]) -> Optional[str]:
         """Where a file written under the partial folder is after ``commit``."""
@@ -139,6 +192,10 @@ class StagedFolder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:
+                self.discard()
+                raise
         else:
             self.discard()

@@ -132,15 +132,26 @@ def _class_key(feature: ogr.Feature, index: int, kind: str) -> Optional[Union[st
     return int(value) or None
 
 
-def _read_features(layer: ogr.Layer, index: int, kind: str, transform, vector: str
-                   ) -> tuple[list[_Feature], int]:
+def _read_features(layer: ogr.Layer, index: int, kind: str, transform, vector: str,
+                   warnings: Optional[list[str]] = None) -> tuple[list[_Feature], int]:
+    """The classed polygons (reprojected) and the number without a class; empty and repaired ones are warned about."""
     features: list[_Feature] = []
     skipped = 0
+    empty: list[int] = []
+    repaired: list[int] = []
     layer.ResetReading()
     for feature in layer:
         geometry = feature.GetGeometryRef()
         if geometry is None or geometry.IsEmpty():
+            empty.append(feature.GetFID())
             continue
+        if not geometry.IsValid():
+            fixed = geometry.MakeValid()
+            if fixed is None or fixed.IsEmpty():
+                raise EngineError(f"The polygon {feature.GetFID()} of '{vector}' is invalid (e.g. self-intersecting) "
+                                  "and cannot be repaired. Fix it (QGIS: Vector > Geometry Tools > Fix Geometries).")
+            repaired.append(feature.GetFID())
+            geometry = fixed
         flat = ogr.GT_Flatten(geometry.GetGeometryType())
         if flat in _POINT_LINE_TYPES:
             raise EngineError(f"'{vector}' holds {_POINT_LINE_TYPES[flat]}, but field polygons are needed to make "
@@ -155,7 +166,19 @@ def _read_features(layer: ogr.Layer, index: int, kind: str, transform, vector: s
         if transform is not None:
             geometry.Transform(transform)
         features.append(_Feature(feature.GetFID(), key, geometry))
+    if warnings is not None:
+        if empty:
+            warnings.append(f"{len(empty)} feature(s) without a geometry (empty or null) were ignored: "
+                            f"{_fid_list(empty)}.")
+        if repaired:
+            warnings.append(f"{len(repaired)} invalid polygon(s) (self-intersecting or badly ordered rings) were "
+                            f"repaired with MakeValid: {_fid_list(repaired)}. Check them in QGIS.")
     return features, skipped
+
+
+def _fid_list(fids: list[int], shown: int = 10) -> str:
+    text = ", ".join(f"fid {f}" for f in fids[:shown])
+    return text + (f" and {len(fids) - shown} more" if len(fids) > shown else "")
 
 
 def _rasterize(layer: ogr.Layer, grid: RasterGrid, attribute: Optional[str], datatype: int) -> np.ndarray:
@@ -191,7 +214,7 @@ def rasterize_fields(
     _check_geometry_type(source_layer, vector)
     index, kind = _class_kind(source_layer, class_field)
     transform = _transform(source_layer, grid, warnings)
-    features, skipped = _read_features(source_layer, index, kind, transform, vector)
+    features, skipped = _read_features(source_layer, index, kind, transform, vector, warnings)
     if skipped:
         warnings.append(f"{skipped} polygon(s) without a class in '{class_field}' (empty, null or 0) were ignored.")
     if not features:

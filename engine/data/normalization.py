@@ -13,6 +13,38 @@ from ..errors import EngineError
 
 _SAMPLE_WINDOW = 256
 _MIN_STD = 1e-6
+# Values further than this many standard deviations from their band's mean are not observations but untagged
+# nodata (-3.4e38, 1e20, ...): reflectance (or an index) never strays that far, saturated pixels included.
+EXTREME_STD = 1000.0
+
+
+def plausible_range(mean: float, std: float) -> tuple[float, float]:
+    """The lowest and highest value of a band with these statistics that counts as an observation."""
+    spread = EXTREME_STD * max(std, _MIN_STD, 1e-6 * abs(mean))
+    return mean - spread, mean + spread
+
+
+def _robust_keep(data: np.ndarray) -> np.ndarray:
+    """Rows of ``data (N, C)`` whose values all lie in the plausible range of statistics that ignore extremes.
+
+    Centre: the median; spread: the median absolute deviation (robust to any share of extremes below half), or,
+    for a band that is mostly one value, the mean deviation of the 99 % of values nearest the median. A plain mean
+    and std would be dominated by a single -3.4e38.
+    """
+    keep = np.ones(len(data), bool)
+    for c in range(data.shape[1]):
+        values = data[:, c]
+        centre = float(np.median(values))
+        deviation = np.abs(values - centre)
+        scale = 1.4826 * float(np.median(deviation))
+        if scale == 0.0:
+            near = deviation[deviation <= np.percentile(deviation, 99)]
+            scale = float(near.mean()) if near.size else 0.0
+        if scale == 0.0:
+            continue  # (nearly) constant band: nothing to call extreme
+        low, high = plausible_range(centre, scale)
+        keep &= (values >= low) & (values <= high)
+    return keep
 
 
 class _Readable(Protocol):
@@ -26,6 +58,9 @@ class _Readable(Protocol):
 
 def band_statistics(series: _Readable, max_pixels: int = 200_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation per band (``(C,)`` float32 each) of valid observations.
+
+    Observations far outside the bulk of their band (``EXTREME_STD``, e.g. an untagged nodata of -3.4e38) are left
+    out, so they cannot blow the statistics up.
 
     Reads windows in a seeded random order until ``max_pixels`` valid observations are collected (never the whole
     raster when it is large), then subsamples to ``max_pixels``.
@@ -54,6 +89,10 @@ def band_statistics(series: _Readable, max_pixels: int = 200_000, seed: int = 0)
             "cloud or masked. Check the nodata value and the cloud masks."
         )
     data = np.concatenate(samples)
+    data = data[_robust_keep(data)]
+    if not len(data):
+        raise EngineError("Every observation of the time series lies far outside any plausible range. Check the "
+                          "nodata value of the rasters.")
     if len(data) > max_pixels:
         data = data[rng.choice(len(data), size=max_pixels, replace=False)]
     mean = data.mean(axis=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
@@ -17,6 +18,7 @@ from .buffers import block_zeros
 from .dates import DateLike, date_from_filename, date_from_metadata, parse_date, parse_user_dates, strip_date
 from .grid import RasterGrid
 from .masks import cloud_valid, data_valid, scl_valid
+from .normalization import EXTREME_STD, plausible_range
 
 gdal.UseExceptions()
 
@@ -57,9 +59,15 @@ class _Source:
 
     def read(self, bands: Sequence[int], x0: int, y0: int, w: int, h: int) -> dict[int, np.ndarray]:
         """The requested bands (1-based; the alpha band included when asked for) of a window inside the grid."""
-        array = self.dataset.ReadAsArray(x0, y0, w, h, band_list=list(bands))
+        try:
+            array = self.dataset.ReadAsArray(x0, y0, w, h, band_list=list(bands))
+        except RuntimeError as exc:
+            array, detail = None, f" ({exc})"
+        else:
+            detail = ""
         if array is None:
-            raise EngineError(f"Cannot read from '{self.path}': the file may be damaged.")
+            raise EngineError(f"Cannot read from '{self.path}'{detail}: the file is damaged or incomplete (an "
+                              "interrupted download or copy?). Download or export it again.")
         array = np.asarray(array).reshape(len(bands), h, w)
         return {band: array[i] for i, band in enumerate(bands)}
 
@@ -116,6 +124,66 @@ def _align(dataset: gdal.Dataset, path: str, grid: RasterGrid, resample: str, no
     except RuntimeError as exc:
         raise EngineError(f"The raster '{path}' cannot be aligned to the reference grid ({exc}).") from None
     return _Source(path, warped, dataset, count, warped.RasterCount, band_nodata)
+
+
+def grid_coverage(dataset: gdal.Dataset, grid: RasterGrid) -> float:
+    """Share (0..1) of ``grid``'s area that the footprint of ``dataset`` covers (in the grid's CRS)."""
+    from osgeo import ogr, osr
+
+    def box(xmin: float, ymin: float, xmax: float, ymax: float) -> ogr.Geometry:
+        ring = ogr.Geometry(ogr.wkbLinearRing)
+        for x, y in ((xmin, ymin), (xmax, ymin), (xmax, ymax), (xmin, ymax), (xmin, ymin)):
+            ring.AddPoint_2D(x, y)
+        polygon = ogr.Geometry(ogr.wkbPolygon)
+        polygon.AddGeometry(ring)
+        return polygon
+
+    own = RasterGrid.from_dataset(dataset)
+    footprint = box(*own.bounds)
+    if own.crs_wkt and grid.crs_wkt:
+        source, target = osr.SpatialReference(), osr.SpatialReference()
+        source.ImportFromWkt(own.crs_wkt)
+        target.ImportFromWkt(grid.crs_wkt)
+        if not source.IsSame(target):
+            for srs in (source, target):
+                srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            footprint = footprint.Clone()
+            footprint.Segmentize(max(own.bounds[2] - own.bounds[0], own.bounds[3] - own.bounds[1]) / 16)
+            if footprint.Transform(osr.CoordinateTransformation(source, target)) != 0:
+                return 1.0  # cannot tell: the warp will say what it finds
+    area = box(*grid.bounds)
+    return float(footprint.Intersection(area).GetArea() / area.GetArea()) if area.GetArea() > 0 else 1.0
+
+
+def _check_masks_cover(dataset: gdal.Dataset, path: str, what: str, grid: RasterGrid) -> None:
+    """A mask must cover the images: where it has no pixel, clouds would silently become nodata everywhere."""
+    share = grid_coverage(dataset, grid)
+    if share < 0.999:
+        raise EngineError(
+            f"The {what} '{path}' covers only {share:.0%} of the images' extent, so the rest of the map would be "
+            f"empty. Give {what}s on the images' grid (or a larger one)."
+        )
+
+
+def _input_warnings(paths: list[str], datasets: list[gdal.Dataset], grid: RasterGrid,
+                    timestamps: list[dt.datetime], layout: str) -> list[str]:
+    """Dates whose raster misses the grid, and acquisitions given twice."""
+    warnings = []
+    if layout == "per-date":
+        for path, dataset in zip(paths, datasets):
+            share = grid_coverage(dataset, grid)
+            if share < 0.5:
+                warnings.append(f"The image '{path}' covers only {share:.0%} of the grid: that date is nodata "
+                                "elsewhere. Check its extent and CRS.")
+    counts: dict[dt.datetime, int] = {}
+    for time in timestamps:
+        counts[time] = counts.get(time, 0) + 1
+    twice = sorted(t for t, n in counts.items() if n > 1)
+    if twice:
+        listed = ", ".join(t.isoformat(sep=" ", timespec="minutes") for t in twice[:5])
+        warnings.append(f"{len(twice)} acquisition time(s) occur more than once ({listed}): the same image may have "
+                        "been given twice. Both were kept.")
+    return warnings
 
 
 def _dataset_time(dataset: gdal.Dataset, path: str) -> Optional[dt.datetime]:
@@ -252,6 +320,7 @@ def _mask_entries(paths: Sequence[str], what: str, grid: RasterGrid, image_times
     for path in paths:
         dataset = _open(path, what)
         _require_crs(dataset, str(path))
+        _check_masks_cover(dataset, str(path), what, grid)
         sources.append(_align(dataset, str(path), grid, "near", None))
         for band in range(1, dataset.RasterCount + 1):
             entries.append((len(sources) - 1, band))
@@ -289,6 +358,10 @@ class TimeSeries:
         self._cloud = cloud
         self._scl = scl
         self._open_args = open_args
+        self.warnings: list[str] = []  # about the inputs (duplicate dates, dates off the grid), for the run's outcome
+        self._limits: Optional[tuple[np.ndarray, np.ndarray]] = None  # per band: lowest, highest plausible value
+        self._extreme = 0
+        self._extreme_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"TimeSeries({len(self.timestamps)} dates {self.dates[0]}..{self.dates[-1]}, "
@@ -309,6 +382,30 @@ class TimeSeries:
     @property
     def has_cloud_masks(self) -> bool:
         return bool(self._cloud or self._scl)
+
+    def exclude_extremes(self, mean: Sequence[float], std: Sequence[float], bands: Optional[Sequence[str]] = None
+                         ) -> None:
+        """From now on, values far outside these statistics (``plausible_range``) are invalid observations.
+
+        ``mean`` and ``std`` are per band of ``bands`` (default: all bands). ``extreme_observations`` counts them.
+        """
+        low = np.full(len(self.band_names), -np.inf, np.float64)
+        high = np.full(len(self.band_names), np.inf, np.float64)
+        for i, m, s in zip(self.band_indices(bands), mean, std):
+            low[i], high[i] = plausible_range(float(m), float(s))
+        self._limits = (low, high)
+
+    @property
+    def extreme_observations(self) -> int:
+        """Observations (date, band, pixel) read so far that were invalid for lying far outside the statistics."""
+        return self._extreme
+
+    def extreme_warning(self) -> Optional[str]:
+        if not self._extreme:
+            return None
+        return (f"{self._extreme} observation(s) (date x band x pixel) lay more than {EXTREME_STD:g} standard "
+                "deviations from their band's mean (such as -3.4e38, the float32 minimum that some tools write "
+                "for nodata) and were treated as invalid. If they are nodata, set the rasters' nodata value.")
 
     def band_indices(self, bands: Optional[Sequence[str]] = None) -> list[int]:
         """Positions of the named bands in ``band_names`` (all bands when None); missing names raise EngineError."""
@@ -357,6 +454,8 @@ class TimeSeries:
                 ok = data_valid(values, source.nodata[band - 1])
                 if alpha is not None:
                     ok &= alpha
+                if self._limits is not None:
+                    self._drop_extremes(values, ok, channels[out_c])
                 inner_valid[t] &= ok
                 inner_x[t, out_c] = values
         for entries, check in ((self._cloud, "cloud"), (self._scl, "scl")):
@@ -378,6 +477,17 @@ class TimeSeries:
         inner_x[~np.isfinite(inner_x)] = 0  # NaN * 0 stays NaN
         valid[:, cy0 - y0:cy0 - y0 + ch, cx0 - x0:cx0 - x0 + cw] = inner_valid
         return x, valid
+
+    def _drop_extremes(self, values: np.ndarray, ok: np.ndarray, channel: int) -> None:
+        """Marks values outside the plausible range of ``channel`` invalid in ``ok`` (in place) and counts them."""
+        low, high = self._limits[0][channel], self._limits[1][channel]
+        with np.errstate(invalid="ignore"):
+            extreme = ok & ((values < low) | (values > high))
+        count = int(extreme.sum())
+        if count:
+            ok &= ~extreme
+            with self._extreme_lock:
+                self._extreme += count
 
     @staticmethod
     def _read_source(source: _Source, bands: list[int], window: tuple[int, int, int, int]
@@ -495,7 +605,7 @@ def open_time_series(
     scl_entries = _mask_entries(scl_paths, "SCL raster", grid, times, sources) if scl_paths else None
 
     order = sorted(range(n_dates), key=lambda t: times[t])
-    return TimeSeries(
+    series = TimeSeries(
         grid=grid,
         timestamps=[times[t] for t in order],
         band_names=names,
@@ -507,6 +617,8 @@ def open_time_series(
         paths=paths,
         open_args=open_args,
     )
+    series.warnings = _input_warnings(paths, datasets, grid, [times[t] for t in order], layout)
+    return series
 
 
 def describe_images(images: Iterable[str], layout: str = "per-date"

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ..atomic import atomic_output
+from ..atomic import StagedOutputs
 from ..errors import EngineError
 
 JSON_NAME = "metrics.json"
@@ -45,12 +45,11 @@ def write_reports(
         payload["extra"] = extra
 
     json_path, csv_path, html_path = folder / JSON_NAME, folder / CSV_NAME, folder / HTML_NAME
-    with atomic_output(json_path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-    with atomic_output(csv_path) as tmp:
-        _write_csv(metrics, tmp)
-    with atomic_output(html_path) as tmp:
-        tmp.write_text(render_html(metrics, title, extra), encoding="utf-8")
+    # The three appear together or not at all (a full disk at the second leaves none).
+    with StagedOutputs() as staged:
+        staged.stage(json_path).write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+        _write_csv(metrics, staged.stage(csv_path))
+        staged.stage(html_path).write_text(render_html(metrics, title, extra), encoding="utf-8")
     return str(json_path), str(csv_path), str(html_path)
 
 

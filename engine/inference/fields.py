@@ -22,9 +22,10 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..atomic import atomic_output, check_writable
+from ..atomic import StagedOutputs, WriteFailed, check_writable
 from ..classes import ClassTable
 from ..errors import EngineError
+from ..gdalwrite import check_ogr, closing_checked
 from ..progress import CancelledCallback, ProgressCallback, Reporter
 from .raster import FieldStats, PredictRasterResult
 from .tiling import block_windows
@@ -42,16 +43,25 @@ def field_results(
     block: int = 512,
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
+    staging: Optional[StagedOutputs] = None,
 ) -> str:
     """Writes the per-polygon class and probability of ``vector`` (layer ``layer``) to ``out_gpkg``; returns its path.
 
     ``probabilities_source``: a ``PredictRasterResult`` (its ``field_stats`` when it gathered them for this layer,
     else its probability stack), ``FieldStats``, or the path of a probability stack GeoTIFF.
+    With ``staging`` the GeoPackage stays under its temporary name until the caller commits it.
     """
+    if staging is None:
+        with StagedOutputs() as own:
+            return field_results(bundle_classes, probabilities_source, vector, out_gpkg, layer, block, progress,
+                                 cancelled, staging=own)
     reporter = Reporter(progress, cancelled)
     out_gpkg = check_writable(out_gpkg)
     if Path(out_gpkg).resolve() == Path(vector).resolve():
         raise EngineError("The field results would overwrite the input polygons. Choose another output file.")
+    if out_gpkg.suffix.lower() != ".gpkg":
+        raise EngineError(f"The field-level results are written as a GeoPackage: name the output "
+                          f"'{out_gpkg.with_suffix('.gpkg').name}', not '{out_gpkg.name}'.")
     stats = _stats_from(probabilities_source, bundle_classes, str(vector), layer, block, reporter.span(0.0, 0.7))
     if stats.sums.shape[1] != len(bundle_classes):
         raise EngineError(
@@ -61,7 +71,8 @@ def field_results(
     means = stats.sums / np.maximum(stats.counts, 1)[:, None]
     best = means.argmax(axis=1)
     by_fid = {fid: i for i, fid in enumerate(stats.fids, start=1)}
-    _write_gpkg(str(vector), layer, out_gpkg, bundle_classes, by_fid, best, means, stats.counts, reporter)
+    _write_gpkg(str(vector), layer, staging.stage(out_gpkg), bundle_classes, by_fid, best, means, stats.counts,
+                reporter)
     reporter.report(1.0, "Field results written")
     return str(out_gpkg)
 
@@ -116,33 +127,36 @@ def stats_from_stack(stack_path: str, vector: str, layer: Optional[str], block: 
     return stats
 
 
-def _write_gpkg(vector: str, layer: Optional[str], out_gpkg: Path, classes: ClassTable, by_fid: dict[int, int],
+def _write_gpkg(vector: str, layer: Optional[str], tmp: Path, classes: ClassTable, by_fid: dict[int, int],
                 best: np.ndarray, means: np.ndarray, counts: np.ndarray, reporter: Reporter) -> None:
+    """Writes the GeoPackage at ``tmp``, checking every OGR call, the close and the result read back."""
     from osgeo import ogr
 
     dataset, source = open_polygon_layer(vector, layer, "field")
     definition = source.GetLayerDefn()
-    with atomic_output(out_gpkg) as tmp:
-        target_ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
-        if target_ds is None:
-            raise EngineError(f"Cannot create the GeoPackage '{out_gpkg}'. Check the folder.")
+    target_ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
+    if target_ds is None:
+        raise WriteFailed(f"Cannot create the GeoPackage '{tmp}'")
+    try:
         target = target_ds.CreateLayer(source.GetName(), source.GetSpatialRef(), source.GetGeomType(),
                                        ["GEOMETRY_NAME=geom"])
+        if target is None:
+            raise WriteFailed(f"Cannot create a layer in '{tmp}'")
         field_map = []
         for i in range(definition.GetFieldCount()):
             field_defn = definition.GetFieldDefn(i)
             if field_defn.GetName().lower() in OUTPUT_FIELDS:
                 field_map.append(-1)
                 continue
-            target.CreateField(field_defn)
+            check_ogr(target.CreateField(field_defn), "Adding a field")
             field_map.append(target.GetLayerDefn().GetFieldCount() - 1)
-        target.CreateField(ogr.FieldDefn("crop_class", ogr.OFTString))
-        target.CreateField(ogr.FieldDefn("crop_value", ogr.OFTInteger))
-        target.CreateField(ogr.FieldDefn("crop_prob", ogr.OFTReal))
-        target.CreateField(ogr.FieldDefn("crop_pixels", ogr.OFTInteger))
+        for name, kind in (("crop_class", ogr.OFTString), ("crop_value", ogr.OFTInteger),
+                           ("crop_prob", ogr.OFTReal), ("crop_pixels", ogr.OFTInteger)):
+            check_ogr(target.CreateField(ogr.FieldDefn(name, kind)), "Adding a field")
         out_defn = target.GetLayerDefn()
-        target.StartTransaction()
+        check_ogr(target.StartTransaction(), "Starting a transaction")
         source.ResetReading()
+        written = 0
         for n, feature in enumerate(source):
             if n % 1000 == 0:
                 reporter.check()
@@ -156,7 +170,27 @@ def _write_gpkg(vector: str, layer: Optional[str], out_gpkg: Path, classes: Clas
                 out.SetField("crop_class", classes[value - 1].name)
                 out.SetField("crop_value", value)
                 out.SetField("crop_prob", float(means[index, value - 1]))
-            target.CreateFeature(out)
-        target.CommitTransaction()
-        target_ds = None
+            check_ogr(target.CreateFeature(out), "Writing a feature")
+            written += 1
+        check_ogr(target.CommitTransaction(), "Writing the features")
+        target = None
+    finally:
+        with closing_checked(tmp):
+            target_ds = None
     dataset = None
+    _check_written(tmp, written)
+
+
+def _check_written(path: Path, features: int) -> None:
+    """Reads the GeoPackage back: a file OGR cannot open, or with features missing, is a failed write."""
+    from osgeo import gdal
+
+    try:
+        check = gdal.OpenEx(str(path), gdal.OF_VECTOR)
+        count = check.GetLayerByIndex(0).GetFeatureCount() if check is not None and check.GetLayerCount() else -1
+    except RuntimeError as exc:
+        raise WriteFailed(f"the written GeoPackage cannot be read back: {exc}") from None
+    finally:
+        check = None
+    if count != features:
+        raise WriteFailed(f"the written GeoPackage holds {count} of {features} features")

@@ -22,17 +22,19 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from ..atomic import atomic_output, check_writable
+from ..atomic import StagedOutputs, WriteFailed, atomic_output, check_writable
 from ..classes import ClassTable
 from ..errors import CancelledError, EngineError
 from ..progress import CancelledCallback, ProgressCallback, Reporter
-from .styles import apply_class_colors, confidence_qml, write_class_style, write_qml
+from ..gdalwrite import closing_checked
+from .styles import apply_class_colors, class_qml, confidence_qml, sidecar_path, style_class_raster
 from .tiling import TilePredictor, block_windows, prefetched
 from .vectors import PolygonBurner
 
 DEFAULT_GDAL_CACHE_MB = 8
 MAX_BLOCK_INPUT_BYTES = 256 * 1024 * 1024
 _TIFF_OPTIONS = ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
+RASTER_SUFFIXES = (".tif", ".tiff")
 NODATA = 0
 
 
@@ -140,11 +142,23 @@ class _GeoTiffOutputs:
             self.prob.FlushCache()
 
     def close(self) -> None:
+        """Flushes and closes every output; a write that failed (full disk) raises ``RuntimeError``."""
+        error: Optional[BaseException] = None
         for name in ("map", "conf", "prob"):
             dataset = getattr(self, name)
-            if dataset is not None:
-                dataset.FlushCache()
-            setattr(self, name, None)
+            try:
+                if dataset is not None:
+                    dataset.FlushCache()
+            except RuntimeError as exc:
+                error = error or WriteFailed(f"writing '{name}' failed: {exc}")
+            dataset = None
+            try:
+                with closing_checked(name):
+                    setattr(self, name, None)
+            except RuntimeError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
 
 # -- distributed helpers ------------------------------------------------------------------------------------------
@@ -200,6 +214,7 @@ def predict_raster(
     gdal_cache_mb: Optional[int] = DEFAULT_GDAL_CACHE_MB,
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
+    staging: Optional[StagedOutputs] = None,
 ) -> PredictRasterResult:
     """Maps ``series`` with the model of ``bundle`` and writes the class map (and optional confidence / probabilities).
 
@@ -207,7 +222,9 @@ def predict_raster(
     where no valid observation exists or outside ``extent_mask`` (a boolean array on the grid, or a polygon file;
     tiles wholly outside are skipped), with a colour table, category names and a ``.qml`` sidecar for QGIS.
     With ``field_vector`` the per-polygon probability sums are gathered on the way (``result.field_stats``) for
-    ``field_results``. Outputs appear complete or not at all (cancel and errors leave nothing).
+    ``field_results``. Outputs appear complete or not at all (cancel and errors leave nothing); with ``staging``
+    they stay under their temporary names until the caller commits it (with its other outputs).
+    Values far outside the model's band statistics are invalid observations (``TimeSeries.exclude_extremes``).
 
     ``block`` is shrunk for long or wide series so one block's input stays near ``MAX_BLOCK_INPUT_BYTES``.
     GDAL's block cache, process-wide and by default 5 % of the RAM, would otherwise fill with every source tile read
@@ -220,6 +237,15 @@ def predict_raster(
     if block < 1:
         raise EngineError(f"The block size must be positive, not {block}.")
     out_map, out_conf, out_prob = _check_outputs(out_map, out_confidence, out_probabilities)
+    if staging is None:
+        with StagedOutputs() as own:
+            return predict_raster(
+                bundle, series, out_map, out_conf, out_prob, tile, overlap, batch_size, block, device, precision,
+                extent_mask, extent_layer, field_vector, field_layer, rank, world_size, gdal_cache_mb, progress,
+                cancelled, staging=own,
+            )
+    if hasattr(series, "exclude_extremes"):
+        series.exclude_extremes(bundle.mean, bundle.std, list(bundle.band_names))
     rank, world, local_rank = _dist_info(rank, world_size)
     if world > 1 and device == "auto" and torch.cuda.is_available():
         device = f"cuda:{local_rank % torch.cuda.device_count()}"
@@ -266,13 +292,14 @@ def predict_raster(
 
         if world == 1:
             counts = _write_outputs(grid, classes, out_map, out_conf, out_prob,
-                                    ((blocks[i], r) for i, r in computed(reporter.span(0.0, 0.98))), _tiff_tile(block))
+                                    ((blocks[i], r) for i, r in computed(reporter.span(0.0, 0.98))), _tiff_tile(block),
+                                    staging)
         else:
             counts, stats = _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, stats,
-                                         rank, world, reporter, _tiff_tile(block))
+                                         rank, world, reporter, _tiff_tile(block), staging)
         qml = None
         if rank == 0:
-            qml = _style_outputs(out_map, out_conf, classes)
+            qml = _style_outputs(out_map, out_conf, classes, staging)
     reporter.report(1.0, "Map written")
     return PredictRasterResult(
         str(out_map), str(out_conf) if out_conf else None, str(out_prob) if out_prob else None,
@@ -323,6 +350,10 @@ def _gdal_cache_limit(limit_mb: Optional[int]):
 def _check_outputs(*paths) -> list[Optional[Path]]:
     """The output paths, checked before any work: writable folders, no folder in the way, no path twice."""
     checked = [check_writable(p) if p else None for p in paths]
+    for path in checked:
+        if path is not None and not path.is_dir() and path.suffix.lower() not in RASTER_SUFFIXES:
+            raise EngineError(f"The output '{path}' would be a GeoTIFF with a '{path.suffix}' name, which other "
+                              f"programs would misread. Name it '{path.with_suffix('.tif').name}'.")
     given = [p.resolve() for p in checked if p is not None]
     if len(set(given)) < len(given):
         raise EngineError("The same file was chosen for two outputs. Give the map, confidence and probabilities their own names.")
@@ -356,35 +387,36 @@ def _extent_function(extent_mask, extent_layer, grid):
     return lambda x0, y0, w, h: burner.burn(x0, y0, w, h) > 0
 
 
-def _write_outputs(grid, classes, out_map, out_conf, out_prob, items, tiff_tile: int = 256) -> np.ndarray:
-    """Writes ``(window, _BlockResult)`` items into the output GeoTIFFs atomically; returns the class counts."""
-    with contextlib.ExitStack() as stack:
-        tmp_map = stack.enter_context(atomic_output(out_map))
-        tmp_conf = stack.enter_context(atomic_output(out_conf)) if out_conf else None
-        tmp_prob = stack.enter_context(atomic_output(out_prob)) if out_prob else None
-        outputs = _GeoTiffOutputs(grid, classes, tmp_map, tmp_conf, tmp_prob, tiff_tile)
-        try:
-            for (x0, y0, _, _), result in items:
-                outputs.write(x0, y0, result)
-        finally:
-            outputs.close()  # closed before atomic_output renames (or deletes) the files
-    # A sidecar of an earlier map with this name would describe the old file.
-    for path in (out_map, out_conf, out_prob):
-        if path:
-            with contextlib.suppress(OSError):
-                Path(str(path) + ".aux.xml").unlink()
+def _write_outputs(grid, classes, out_map, out_conf, out_prob, items, tiff_tile: int,
+                   staging: StagedOutputs) -> np.ndarray:
+    """Writes ``(window, _BlockResult)`` items into the output GeoTIFFs, staged in ``staging``; returns class counts."""
+    tmp_map = staging.stage(out_map)
+    tmp_conf = staging.stage(out_conf) if out_conf else None
+    tmp_prob = staging.stage(out_prob) if out_prob else None
+    outputs = _GeoTiffOutputs(grid, classes, tmp_map, tmp_conf, tmp_prob, tiff_tile)
+    try:
+        for (x0, y0, _, _), result in items:
+            outputs.write(x0, y0, result)
+    except BaseException:
+        with contextlib.suppress(RuntimeError):
+            outputs.close()
+        raise
+    outputs.close()  # a failed flush or close (full disk) raises here
     return outputs.counts
 
 
-def _style_outputs(out_map: Path, out_conf: Optional[Path], classes: ClassTable) -> str:
-    qml = write_class_style(out_map, classes)
+def _style_outputs(out_map: Path, out_conf: Optional[Path], classes: ClassTable, staging: StagedOutputs) -> str:
+    """Category names on the staged map, and the ``.qml`` sidecars staged under their final names' temporaries."""
+    style_class_raster(staging.temporary(out_map), classes)
+    qml = sidecar_path(out_map)
+    staging.stage(qml).write_text(class_qml(classes), encoding="utf-8")
     if out_conf:
-        write_qml(out_conf, confidence_qml())
+        staging.stage(sidecar_path(out_conf)).write_text(confidence_qml(), encoding="utf-8")
     return str(qml)
 
 
 def _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, stats, rank, world, reporter,
-                 tiff_tile: int = 256):
+                 tiff_tile: int, staging: StagedOutputs):
     """Every rank maps its blocks into raw arrays; rank 0 assembles the GeoTIFFs once all ranks succeeded."""
     parts = _parts_folder(out_map, world)
     written: list[Path] = []
@@ -428,7 +460,7 @@ def _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, s
                         probs = data["probabilities"] if "probabilities" in data.files else None
                         yield window, _BlockResult(data["classes"], data["confidence"], probs)
 
-            counts = _write_outputs(grid, classes, out_map, out_conf, out_prob, items(), tiff_tile)
+            counts = _write_outputs(grid, classes, out_map, out_conf, out_prob, items(), tiff_tile, staging)
             if stats is not None:
                 stats.sums[:] = 0
                 stats.counts[:] = 0

@@ -12,6 +12,7 @@ from xml.sax.saxutils import quoteattr
 
 from ..atomic import atomic_output
 from ..classes import ClassTable
+from ..gdalwrite import closing_checked
 
 NODATA_NAME = "No data"
 
@@ -98,11 +99,11 @@ def write_qml(raster_path: str | os.PathLike, text: str) -> str:
     return str(path)
 
 
-def write_class_style(raster_path: str | os.PathLike, classes: ClassTable, qml: bool = True) -> str | None:
-    """Styles an existing class GeoTIFF (colour table if it has none, category names) and writes its ``.qml`` sidecar.
+def style_class_raster(raster_path: str | os.PathLike, classes: ClassTable) -> None:
+    """Sets the colour table (if the raster has none) and category names on an existing class GeoTIFF.
 
-    GeoTIFF keeps category names in the ``.aux.xml`` sidecar, so they are set here, on the final file name.
-    Returns the ``.qml`` path (``None`` when ``qml`` is False).
+    GeoTIFF keeps category names in the ``.aux.xml`` sidecar, written when the dataset closes; a failed write of
+    it raises ``RuntimeError``.
     """
     from osgeo import gdal
 
@@ -111,6 +112,16 @@ def write_class_style(raster_path: str | os.PathLike, classes: ClassTable, qml: 
     try:
         band = dataset.GetRasterBand(1)
         apply_class_colors(band, classes, colors=band.GetColorTable() is None)
+        band = None
     finally:
-        dataset = None
+        with closing_checked(raster_path):
+            dataset = None
+
+
+def write_class_style(raster_path: str | os.PathLike, classes: ClassTable, qml: bool = True) -> str | None:
+    """Styles an existing class GeoTIFF (colour table if it has none, category names) and writes its ``.qml`` sidecar.
+
+    Returns the ``.qml`` path (``None`` when ``qml`` is False).
+    """
+    style_class_raster(raster_path, classes)
     return write_qml(raster_path, class_qml(classes)) if qml else None
