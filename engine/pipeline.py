@@ -35,6 +35,9 @@ class SeriesInput:
     band_names: Optional[list[str]] = None
     stack_order: str = "date-major"  # for layout=stack: date-major (d1b1 d1b2 ...) or band-major
     reference: Optional[str] = None  # raster whose grid everything is aligned to (default: the first)
+    bands: Optional[list[str]] = None  # Sentinel-2 products: bands to read (default sentinel2.DEFAULT_BANDS)
+    bbox: Optional[tuple[float, float, float, float]] = None  # xmin, ymin, xmax, ymax: read only this area
+    bbox_crs: Optional[str] = None  # CRS of ``bbox`` (e.g. "EPSG:4326"); default: the grid's CRS
 
 
 @dataclass
@@ -140,9 +143,11 @@ class MapCropsOutcome:
 
 def open_series(series: SeriesInput):
     """Opens the time series lazily (``engine.data.TimeSeries``)."""
+    import logging
+
     from .data import open_time_series
 
-    return open_time_series(
+    series_ts = open_time_series(
         list(series.images),
         layout=series.layout,
         cloud_masks=series.cloud_masks,
@@ -151,7 +156,13 @@ def open_series(series: SeriesInput):
         band_names=series.band_names,
         reference=series.reference,
         stack_order=series.stack_order,
+        bands=series.bands,
+        bbox=series.bbox,
+        bbox_crs=series.bbox_crs,
     )
+    for warning in series_ts.warnings:  # skipped or merged Sentinel-2 products; train also returns them
+        logging.getLogger("cropmapper").warning(warning)
+    return series_ts
 
 
 def describe_series(series: SeriesInput) -> list[tuple[str, Optional[dt.date], list[str]]]:
@@ -302,7 +313,7 @@ def train(
         cancelled=cancelled,
     )
     split_summary = _split_summary(fields, split)
-    warnings = list(fields.warnings)
+    warnings = list(ts.warnings) + list(fields.warnings)
     _save_model(
         out_model, config, result.state_dict, bands, mean, std, encoding, season_start, classes, split.to_dict(),
         step="train",

@@ -300,18 +300,18 @@ def same_crs(a: str, b: str) -> bool:
     return bool(srs_a.IsSame(srs_b))
 
 
-def clip_grid(grid: RasterGrid, extent: Sequence[float], extent_crs: Optional[str], what: str) -> RasterGrid:
-    """The part of ``grid`` covering ``extent`` (xmin, ymin, xmax, ymax, in ``extent_crs`` or the grid's CRS)."""
-    xmin, ymin, xmax, ymax = (float(v) for v in extent)
+def clip_grid(grid: RasterGrid, bbox: Sequence[float], bbox_crs: Optional[str], what: str) -> RasterGrid:
+    """The part of ``grid`` covering ``bbox`` (xmin, ymin, xmax, ymax, in ``bbox_crs`` or the grid's CRS)."""
+    xmin, ymin, xmax, ymax = (float(v) for v in bbox)
     if not (xmax > xmin and ymax > ymin):
-        raise EngineError(f"The extent {list(extent)} is empty: give xmin, ymin, xmax, ymax with xmin < xmax and "
+        raise EngineError(f"The bounding box {list(bbox)} is empty: give xmin, ymin, xmax, ymax with xmin < xmax and "
                           "ymin < ymax.")
-    if extent_crs:
+    if bbox_crs:
         source = osr.SpatialReference()
         try:
-            source.SetFromUserInput(extent_crs)
+            source.SetFromUserInput(bbox_crs)
         except RuntimeError:
-            raise EngineError(f"'{extent_crs}' is not a coordinate reference system (use e.g. EPSG:4326).") from None
+            raise EngineError(f"'{bbox_crs}' is not a coordinate reference system (use e.g. EPSG:4326).") from None
         target = osr.SpatialReference()
         target.ImportFromWkt(grid.crs_wkt)
         for srs in (source, target):
@@ -321,8 +321,8 @@ def clip_grid(grid: RasterGrid, extent: Sequence[float], extent_crs: Optional[st
     x0, y0, w, h = grid.window_for_bounds(xmin, ymin, xmax, ymax)
     if w == 0 or h == 0:
         bounds = ", ".join(f"{v:.0f}" for v in grid.bounds)
-        raise EngineError(f"The extent lies outside {what} (which covers {bounds} in {crs_name(grid.crs_wkt)}). "
-                          "Choose an extent inside the tile, or products of the tile that covers your fields.")
+        raise EngineError(f"The bounding box lies outside {what} (which covers {bounds} in {crs_name(grid.crs_wkt)}). "
+                          "Choose a bounding box inside the tile, or products of the tile that covers your fields.")
     return grid.window_grid(x0, y0, w, h)
 
 
@@ -479,11 +479,11 @@ def reference_grid(path: str) -> RasterGrid:
 
 
 def prepare_images(paths: Sequence[str], bands: Optional[Sequence[str]], reference: Optional[str],
-                   extent: Optional[Sequence[float]], extent_crs: Optional[str]) -> PreparedImages:
+                   bbox: Optional[Sequence[float]], bbox_crs: Optional[str]) -> PreparedImages:
     """Opens the products among ``paths``, checks them, chooses the grid and writes their VRTs.
 
     The grid is the reference's (raster or product), else the first plain raster's, else the first product's;
-    clipped to ``extent`` when given. Products of another CRS than the grid's are warped onto it; products of
+    clipped to ``bbox`` when given. Products of another CRS than the grid's are warped onto it; products of
     several CRSs need a reference. All-empty acquisitions are skipped with a warning.
     """
     chosen = parse_bands(bands)
@@ -519,8 +519,8 @@ def prepare_images(paths: Sequence[str], bands: Optional[Sequence[str]], referen
                               "to align them onto.")
         grid = grids[first]
         what = f"the product '{paths[first]}'"
-    if extent:
-        grid = clip_grid(grid, extent, extent_crs, what)
+    if bbox:
+        grid = clip_grid(grid, bbox, bbox_crs, what)
 
     files = VirtualFiles()
     warnings: list[str] = []

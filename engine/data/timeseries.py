@@ -424,8 +424,8 @@ def open_time_series(
     stack_order: str = "date-major",
     nodata: Optional[float] = None,
     bands: Optional[Sequence[str]] = None,
-    extent: Optional[Sequence[float]] = None,
-    extent_crs: Optional[str] = None,
+    bbox: Optional[Sequence[float]] = None,
+    bbox_crs: Optional[str] = None,
 ) -> TimeSeries:
     """Opens a time series (metadata only; pixels are read by ``TimeSeries.read``).
 
@@ -437,8 +437,8 @@ def open_time_series(
 
     Sentinel-2 products (``.SAFE`` folders, ``.SAFE.zip``) may be among the ``per-date`` images: ``bands`` of them
     are read (default ``sentinel2.DEFAULT_BANDS``), harmonised, on a 10 m grid, their SCL masking clouds; masks
-    given in ``cloud_masks`` / ``scl`` then belong to the plain rasters (one per plain raster, in order). ``extent``
-    (xmin, ymin, xmax, ymax in ``extent_crs``, default the grid's CRS) restricts the grid to an area.
+    given in ``cloud_masks`` / ``scl`` then belong to the plain rasters (one per plain raster, in order). ``bbox``
+    (xmin, ymin, xmax, ymax in ``bbox_crs``, default the grid's CRS) restricts the grid to an area.
     """
     paths = [str(images)] if isinstance(images, (str, os.PathLike)) else [str(p) for p in images]
     cloud_paths = [str(p) for p in cloud_masks] if cloud_masks else []
@@ -446,8 +446,8 @@ def open_time_series(
     open_args = dict(images=paths, layout=layout, cloud_masks=cloud_paths or None, scl=scl_paths or None,
                      dates=list(dates) if dates else None, band_names=list(band_names) if band_names else None,
                      reference=reference, stack_order=stack_order, nodata=nodata,
-                     bands=list(bands) if bands else None, extent=list(extent) if extent else None,
-                     extent_crs=extent_crs)
+                     bands=list(bands) if bands else None, bbox=list(bbox) if bbox else None,
+                     bbox_crs=bbox_crs)
     if not paths:
         raise EngineError("No images were given. Choose the rasters of the time series.")
     if layout not in LAYOUTS:
@@ -458,17 +458,17 @@ def open_time_series(
         raise EngineError(f"The 'stack' layout takes one raster holding every date, but {len(paths)} were given. "
                           "Use the 'per-date' layout for one raster per date.")
 
-    prepared = _prepare_products(paths, layout, bands, reference, extent, extent_crs)
+    prepared = _prepare_products(paths, layout, bands, reference, bbox, bbox_crs)
     try:
         return _open_prepared(prepared, paths, layout, cloud_paths, scl_paths, dates, band_names, reference,
-                              stack_order, nodata, extent, extent_crs, open_args)
+                              stack_order, nodata, bbox, bbox_crs, open_args)
     except BaseException:
         if prepared is not None:
             prepared.files.remove()
         raise
 
 
-def _prepare_products(paths: list[str], layout: str, bands, reference, extent, extent_crs):
+def _prepare_products(paths: list[str], layout: str, bands, reference, bbox, bbox_crs):
     """The Sentinel-2 products among ``paths`` turned into VRTs (``sentinel2.PreparedImages``), None if none."""
     from . import sentinel2
 
@@ -477,7 +477,7 @@ def _prepare_products(paths: list[str], layout: str, bands, reference, extent, e
     if layout != "per-date":
         raise EngineError(f"Sentinel-2 products (.SAFE, .SAFE.zip) hold one date each: use the 'per-date' layout, "
                           f"not '{layout}'.")
-    prepared = sentinel2.prepare_images(paths, bands, reference, extent, extent_crs)
+    prepared = sentinel2.prepare_images(paths, bands, reference, bbox, bbox_crs)
     if len(prepared.images) < 2:
         prepared.files.remove()
         skipped = "; ".join(prepared.warnings)
@@ -487,7 +487,7 @@ def _prepare_products(paths: list[str], layout: str, bands, reference, extent, e
 
 
 def _open_prepared(prepared, paths, layout, cloud_paths, scl_paths, dates, band_names, reference, stack_order,
-                   nodata, extent, extent_crs, open_args) -> TimeSeries:
+                   nodata, bbox, bbox_crs, open_args) -> TimeSeries:
     if prepared is not None:
         paths = prepared.images
     datasets = [_open(p, "image") for p in paths]
@@ -501,10 +501,10 @@ def _open_prepared(prepared, paths, layout, cloud_paths, scl_paths, dates, band_
         grid = RasterGrid.from_dataset(reference_dataset)
     else:
         grid = RasterGrid.from_dataset(datasets[0])
-    if extent and prepared is None:
+    if bbox and prepared is None:
         from .sentinel2 import clip_grid
 
-        grid = clip_grid(grid, extent, extent_crs, f"'{reference or paths[0]}'")
+        grid = clip_grid(grid, bbox, bbox_crs, f"'{reference or paths[0]}'")
 
     if layout == "per-date":
         described = _per_date(datasets, paths)

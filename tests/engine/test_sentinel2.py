@@ -1,4 +1,4 @@
-"""Sentinel-2 products read as they come: folders, zips, baselines, L1C, band choice, extent, bad input."""
+"""Sentinel-2 products read as they come: folders, zips, baselines, L1C, band choice, bbox, bad input."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_extent_reads_only_that_window(products, geotiff_series):
     reference, (x_ref, valid_ref) = geotiff_series
     x0, y0 = reference.grid.pixel_to_world(40, 100)
     x1, y1 = reference.grid.pixel_to_world(90, 130)
-    with open_time_series([str(p) for p in products], extent=(x0, y1, x1, y0)) as ts:
+    with open_time_series([str(p) for p in products], bbox=(x0, y1, x1, y0)) as ts:
         assert (ts.grid.width, ts.grid.height) == (50, 30)
         x, valid = _read_all(ts)
     np.testing.assert_array_equal(x, x_ref[:, :, 100:130, 40:90])
@@ -110,8 +110,8 @@ def test_extent_in_another_crs(products, geotiff_series):
     wgs84.ImportFromEPSG(4326)
     wgs84.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     lon, lat, _ = osr.CoordinateTransformation(utm, wgs84).TransformPoint(*reference.grid.pixel_to_world(100, 150))
-    with open_time_series([str(p) for p in products[:2]], extent=(lon, lat, lon + 0.01, lat + 0.005),
-                          extent_crs="EPSG:4326") as ts:
+    with open_time_series([str(p) for p in products[:2]], bbox=(lon, lat, lon + 0.01, lat + 0.005),
+                          bbox_crs="EPSG:4326") as ts:
         assert 80 < ts.grid.width < 84 and 55 < ts.grid.height < 59  # 0.01 x 0.005 degrees at 43.6 N, 10 m pixels
 
 
@@ -182,7 +182,7 @@ def test_bad_products_get_clear_messages(products, tmp_path):
         open_time_series([str(products[0]), str(l1c)])
 
     with pytest.raises(EngineError, match="outside the product"):
-        open_time_series([str(products[0]), str(products[1])], extent=(600000, 4700000, 601000, 4701000))
+        open_time_series([str(products[0]), str(products[1])], bbox=(600000, 4700000, 601000, 4701000))
 
     with pytest.raises(EngineError, match="not a Sentinel-2 band"):
         open_time_series([str(products[0]), str(products[1])], bands=["B02", "B13"])
@@ -193,3 +193,34 @@ def test_the_empty_product_alone_is_refused_with_its_name(shared_data):
     empty = shared_data / "herault_s2_l2a" / "products" / EMPTY_PRODUCT
     with pytest.raises(EngineError, match="20180212.*no data"):
         open_time_series([str(empty), str(real_products(shared_data)[0])])
+
+
+@pytest.mark.slow
+def test_cli_from_a_folder_of_zips_to_a_crop_map(products, shared_data, tmp_path, capsys):
+    from engine.cli import main
+
+    downloads = _sub(tmp_path, "downloads")
+    for product in products[:3]:
+        zip_product(product, downloads)
+    parcels = shared_data / "herault_s2_l2a" / "parcels" / "france_data_2018.shp"
+    bbox = ["524000", "4830000", "524640", "4830640"]  # 64 x 64 px of the tile
+    quick = ["--preset", "lite", "--batch-size", "2", "--crop", "16", "--device", "cpu", "--quiet"]
+    model, crop_map = tmp_path / "crops.cropmodel", tmp_path / "map.tif"
+    assert main(["train", "--images", str(downloads), "--bbox", *bbox, "--labels", str(parcels),
+                 "--class-field", "EC_hcat_n", "--epochs", "1", "--steps-per-epoch", "1", *quick,
+                 "--out", str(model)]) == 0
+    assert main(["predict", "--model", str(model), "--images", str(downloads), "--bbox", *bbox,
+                 "--out", str(crop_map), "--quiet", "--device", "cpu"]) == 0
+    written = sentinel2.gdal.Open(str(crop_map))
+    assert (written.RasterXSize, written.RasterYSize) == (64, 64)
+    assert written.GetGeoTransform()[0] == 524000 and written.GetGeoTransform()[3] == 4830640
+
+    # a damaged download among them: one line naming it, exit status 1, nothing written
+    (downloads / "S2B_MSIL2A_20180920T104019_N0208_R008_T31TEJ_20180920T153221.SAFE.zip").write_bytes(b"PK\x03\x04broken")
+    capsys.readouterr()
+    other = tmp_path / "other.cropmodel"
+    assert main(["pretrain", "--images", str(downloads), "--bbox", *bbox, "--epochs", "1", *quick,
+                 "--out", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "S2B_MSIL2A_20180920" in err and "damaged" in err
+    assert not other.exists() and not list(tmp_path.glob(".other*"))
