@@ -602,8 +602,13 @@ def describe_images(images: Iterable[str], layout: str = "per-date"
     For multi-date rasters (``per-band``, ``stack``) the date is the earliest one found in its bands. A file that
     cannot be read gets ``(path, None, [])``; ``open_time_series`` reports the problem in full.
     """
+    from .sentinel2 import describe_product, is_product_path
+
     described: list[tuple[str, Optional[dt.date], list[str]]] = []
     for path in (str(p) for p in images):
+        if is_product_path(path):
+            described.append((path, *describe_product(path)))
+            continue
         try:
             dataset = _open(path, "image")
         except EngineError:

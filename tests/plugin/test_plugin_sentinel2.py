@@ -1,0 +1,39 @@
+"""Sentinel-2 products in the dialog: added from a folder, checked, read over the fields' extent."""
+
+from __future__ import annotations
+
+import pytest
+from qgis.core import QgsProject, QgsSettings, QgsVectorLayer
+
+from cropmapper.engine import pipeline
+from cropmapper.ui import sentinel2_products
+from cropmapper.ui.dialog import COL_BANDS, COL_DATE, MapCropsDialog
+
+pytestmark = pytest.mark.realdata
+
+
+def test_a_folder_of_products_becomes_dated_rows_read_over_the_fields(qgis_iface, shared_data, qgis_new_project):  # noqa: ARG001
+    QgsSettings().remove("cropmapper/dialog")
+    herault = shared_data / "herault_s2_l2a"
+    fields = QgsVectorLayer(str(herault / "parcels" / "france_data_2018.shp"), "parcels", "ogr")
+    assert fields.isValid()
+    QgsProject.instance().addMapLayer(fields)
+    dialog = MapCropsDialog(qgis_iface)
+    products = sentinel2_products.products_in([str(herault / "products")])
+    assert len(products) == 10
+    dialog.add_series_files(products)
+    table = dialog.series_table
+    assert table.rowCount() == 10
+    dates = [table.item(r, COL_DATE).text() for r in range(10)]
+    assert dates == sorted(dates) and dates[0] == "2018-01-23"
+    assert table.item(0, COL_BANDS).text().startswith("B02, B03, B04, B05")
+    dialog.set_polygons(fields, "EC_hcat_n")
+    dialog.mask_combo.setCurrentIndex(dialog.mask_combo.findData("scl"))  # products bring their own SCL
+    assert not [p for p in dialog.check() if "product" in p or "SCL" in p or "date" in p]
+
+    series = dialog.series_input()
+    assert "Lambert" in series.bbox_crs and series.scl is None  # the products' own SCL are used
+    with pipeline.open_series(series) as ts:
+        assert ts.num_dates == 9 and ts.has_cloud_masks
+        assert ts.grid.width < 232 and ts.grid.height <= 353  # the parcels' extent, not the whole cut tile
+    dialog.close()
