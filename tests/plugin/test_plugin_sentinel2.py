@@ -37,3 +37,29 @@ def test_a_folder_of_products_becomes_dated_rows_read_over_the_fields(qgis_iface
         assert ts.num_dates == 9 and ts.has_cloud_masks
         assert ts.grid.width < 232 and ts.grid.height <= 353  # the parcels' extent, not the whole cut tile
     dialog.close()
+
+
+def test_processing_reads_zipped_products_over_an_area(provider, shared_data, tmp_path):  # noqa: ARG001
+
+    import processing
+    from qgis.core import QgsProcessingException
+
+    products = sorted((shared_data / "herault_s2_l2a" / "products").glob("S2A_*.SAFE"))[:2]
+    out = tmp_path / "pre.cropmodel"
+    result = processing.run("cropmapper:pretrain", {
+        "S2_PRODUCTS": [str(p / "MTD_MSIL2A.xml") for p in products], "S2_BANDS": "B04,B08,B11",
+        "AREA": "524000,524640,4830000,4830640 [EPSG:32631]", "DEVICE": "cpu",
+        "PRETRAIN_EPOCHS": 1, "STEPS_PER_EPOCH": 1, "OUTPUT_MODEL": str(out),
+    })
+    assert result["OUTPUT_MODEL"] == str(out) and out.is_file()
+    from cropmapper.engine.bundle import ModelBundle
+
+    assert ModelBundle.load(str(out)).band_names == ["B04", "B08", "B11"]
+
+    broken = tmp_path / "S2A_MSIL2A_20180101T000000_N0500_R008_T31TEJ_20180101T000000.SAFE.zip"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(QgsProcessingException, match="damaged or not a zip"):
+        processing.run("cropmapper:pretrain", {
+            "S2_PRODUCTS": [str(broken), str(products[0])], "DEVICE": "cpu", "PRETRAIN_EPOCHS": 1,
+            "OUTPUT_MODEL": str(tmp_path / "other.cropmodel")})
+    assert not (tmp_path / "other.cropmodel").exists()
