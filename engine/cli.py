@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from . import pipeline
+from . import pipeline, search_cli
 from .errors import CancelledError, EngineError
 
 EXAMPLES = {
@@ -28,6 +28,7 @@ EXAMPLES = {
     "evaluate": "python -m engine evaluate --map map.tif --labels fields.gpkg --class-field crop --model crops.cropmodel "
     "--split test --report report/",
     "demo": "python -m engine demo --out demo_out",
+    "search": search_cli.EXAMPLE,
     "info": "python -m engine info crops.cropmodel   |   python -m engine info --preset paper --bands 10 --classes 20 --json",
 }
 # From a folder of downloaded Sentinel-2 zips (or .SAFE folders): no unzipping, SCL masks clouds by itself.
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo", "Synthetic scene -> pretrain -> train -> predict -> evaluate with the lite preset.")
     p.add_argument("--out", default="demo_out", help="folder for the scene and results (default demo_out)")
     p.add_argument("--device", default="auto")
+
+    p = command("search", "Find Sentinel-2 L2A images in a STAC API and write the area's pixels, one GeoTIFF per date.")
+    search_cli.add_search_arguments(p)
 
     p = command("info", "Describe a model file, or a preset's architecture.")
     p.add_argument("model", nargs="?", default=None, help="model file (.cropmodel)")
@@ -377,6 +381,7 @@ COMMANDS: dict[str, Callable] = {
     "evaluate": run_evaluate,
     "demo": run_demo,
     "info": run_info,
+    "search": search_cli.run_search,
 }
 
 
