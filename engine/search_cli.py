@@ -7,7 +7,7 @@ import datetime as dt
 
 from .errors import EngineError
 
-EXAMPLE = ("python -m engine search --stac earth-search --bbox 3.61 43.60 3.65 43.63 --start 2018-01-01 "
+EXAMPLE = ("python -m engine search --stac earth-search --bbox 3.29 43.61 3.33 43.65 --start 2018-01-01 "
            "--end 2018-12-31 --max-cloud 30 --out s2/")
 NEXT_STEP = "then: python -m engine train --images s2/*.tif --labels fields.gpkg --class-field crop --out crops.cropmodel"
 

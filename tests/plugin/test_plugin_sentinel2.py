@@ -63,3 +63,30 @@ def test_processing_reads_zipped_products_over_an_area(provider, shared_data, tm
             "S2_PRODUCTS": [str(broken), str(products[0])], "DEVICE": "cpu", "PRETRAIN_EPOCHS": 1,
             "OUTPUT_MODEL": str(tmp_path / "other.cropmodel")})
     assert not (tmp_path / "other.cropmodel").exists()
+
+
+def test_processing_search_writes_dates_from_a_local_stac_api(provider, shared_data, tmp_path):  # noqa: ARG001
+    import sys
+    from pathlib import Path
+
+    import processing
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+    from s2_products import real_products
+    from stac_helpers import RangeHandler, http_server, item_for, make_cogs, stac_api
+
+    product = real_products(shared_data)[0]  # 2018-01-28
+    root = tmp_path / "cogs"
+    root.mkdir()
+    with http_server(RangeHandler, root) as files_url:
+        items = [item_for(product, make_cogs(product, root), files_url, root)]
+        with stac_api(items, root) as url:
+            out = tmp_path / "s2"
+            result = processing.run("cropmapper:search", {
+                "STAC": url, "EXTENT": "3.30,3.31,43.62,43.63 [EPSG:4326]", "START": "2018-01-01",
+                "END": "2018-02-01", "MAX_CLOUD": 50, "BANDS": "B04,B08", "OUTPUT_FOLDER": str(out)})
+    assert result["COUNT"] == 1 and Path(result["IMAGES"][0]).parent == out
+    from osgeo import gdal
+
+    written = gdal.Open(result["IMAGES"][0])
+    assert written.RasterCount == 2 and written.GetRasterBand(2).GetDescription() == "B08"
