@@ -57,7 +57,7 @@ from qgis.PyQt.QtWidgets import (
 from ..engine import pipeline
 from ..engine.errors import EngineError
 from . import layers as layer_tools
-from . import sentinel2_products
+from . import search_dialog, sentinel2_products
 from .tasks import EngineTask, StagedFolder, Status, TaskResult
 
 LOG_TAG = "CropMapper"
@@ -138,7 +138,10 @@ class MapCropsDialog(QDialog):
         clear = QPushButton("Clear")
         clear.clicked.connect(self.clear_series)
         add_products = sentinel2_products.products_button(self, self._last_dir, self.add_series_files)
-        for button in (add_layers, add_files, add_products, remove, clear):
+        search = search_dialog.search_button(
+            self, self.polygons, lambda: str(Path(self.output_folder.filePath() or self._last_dir()) / "sentinel2"),
+            self.add_series_files, self.iface.mapCanvas() if self.iface is not None else None)
+        for button in (add_layers, add_files, add_products, search, remove, clear):
             row.addWidget(button)
         row.addStretch(1)
         layout.addLayout(row)

@@ -90,3 +90,42 @@ def test_processing_search_writes_dates_from_a_local_stac_api(provider, shared_d
 
     written = gdal.Open(result["IMAGES"][0])
     assert written.RasterCount == 2 and written.GetRasterBand(2).GetDescription() == "B08"
+
+
+def test_search_dialog_reads_the_fields_area_into_the_series(qgis_iface, shared_data, tmp_path, wait_for,
+                                                             qgis_new_project):  # noqa: ARG001
+    import sys
+    from pathlib import Path
+
+    from qgis.PyQt.QtCore import QDate
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+    from s2_products import real_products
+    from stac_helpers import RangeHandler, http_server, item_for, make_cogs, stac_api
+
+    herault = shared_data / "herault_s2_l2a"
+    fields = QgsVectorLayer(str(herault / "parcels" / "france_data_2018.shp"), "parcels", "ogr")
+    main_dialog = MapCropsDialog(qgis_iface)
+    main_dialog.set_polygons(fields, "EC_hcat_n")
+    from cropmapper.ui.search_dialog import SearchDialog
+
+    products = [p for p in real_products(shared_data) if "2018012" in p.name or "20180418" in p.name]
+    root = tmp_path / "cogs"
+    root.mkdir()
+    with http_server(RangeHandler, root) as files_url:
+        items = [item_for(p, make_cogs(p, root), files_url, root) for p in products]
+        with stac_api(items, root) as url:
+            dialog = SearchDialog(main_dialog, fields, str(tmp_path / "s2"), main_dialog.add_series_files)
+            dialog.api_combo.setEditText(url)
+            dialog.start_date.setDate(QDate(2018, 1, 1))
+            dialog.end_date.setDate(QDate(2018, 3, 1))
+            task = dialog.start(list_only=False)
+            assert task is not None
+            wait_for(lambda: dialog.task is None, 120)
+    assert dialog.last_result.ok, dialog.last_result.message
+    assert dialog.found_list.count() == 2  # 2018-01-23 and 01-28 (04-18 is after the last date)
+    assert main_dialog.series_table.rowCount() == 2
+    assert [main_dialog.row_date_text(r) for r in range(2)] == ["2018-01-23", "2018-01-28"]
+    assert len(list((tmp_path / "s2").glob("*.tif"))) == 2
+    dialog.close()
+    main_dialog.close()
