@@ -115,7 +115,9 @@ def _product_paths(alg, parameters, context) -> list[str]:
 
     paths = []
     for value in alg.parameterAsFileList(parameters, S2_PRODUCTS, context):  # QGIS >= 3.10
-        path = str(value)
+        path = str(value or "").strip()
+        if not path:  # an unset optional list comes back as ['']
+            continue
         if Path(path).name.upper().startswith("MTD_MSIL"):
             path = str(Path(path).parent)
         paths.append(path)

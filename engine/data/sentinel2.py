@@ -201,10 +201,9 @@ def _band_files(root: str, xml: ElementTree.Element) -> dict[str, tuple[str, flo
     listed = [f"{root}/{e.text.strip()}.jp2" for e in xml.iter()
               if _local(e.tag).startswith("IMAGE_FILE") and e.text and e.text.strip()]
     candidates = [p for p in listed if gdal.VSIStatL(p) is not None]
-    if not candidates:
-        candidates = [f"{root}/{p}" for p in (gdal.ReadDirRecursive(f"{root}/GRANULE") or [])
-                      if p.lower().endswith(".jp2")]
-        candidates = [p.replace(f"{root}/", f"{root}/GRANULE/", 1) for p in candidates]
+    if not candidates:  # a repackaged product whose metadata lists no (existing) file: look at the files
+        candidates = [f"{root}/GRANULE/{p}" for p in (gdal.ReadDirRecursive(f"{root}/GRANULE") or [])
+                      if p.lower().endswith(".jp2") and "IMG_DATA" in p]  # not QI_DATA's MSK_*_B02.jp2
     found: dict[str, tuple[str, float]] = {}
     for candidate in candidates:
         match = _BAND_FILE.search(candidate)

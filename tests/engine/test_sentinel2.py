@@ -90,6 +90,21 @@ def test_band_choice_including_60m_bands(products, tmp_path, geotiff_series):
     assert x[:, 2][valid].min() > 0  # B01 at 60 m, repeated onto the 10 m grid
 
 
+def test_band_files_are_found_on_disk_when_the_metadata_lists_none(products, tmp_path, geotiff_series):
+    import re
+
+    from s2_products import copy_product, set_metadata
+
+    reference, (x_all, valid_all) = geotiff_series
+    bare = [copy_product(p, tmp_path) for p in products[:2]]
+    for product in bare:
+        set_metadata(product, lambda text: re.sub(r"<IMAGE_FILE[^>]*>[^<]*</IMAGE_FILE[^>]*>", "", text))
+    with open_time_series([str(p) for p in bare]) as ts:
+        x, valid = _read_all(ts)
+        np.testing.assert_array_equal(valid, _at_dates(ts, reference, valid_all))
+        np.testing.assert_array_equal(x, _at_dates(ts, reference, x_all))
+
+
 def test_extent_reads_only_that_window(products, geotiff_series):
     reference, (x_ref, valid_ref) = geotiff_series
     x0, y0 = reference.grid.pixel_to_world(40, 100)
