@@ -39,6 +39,7 @@ def test_a_folder_of_products_becomes_dated_rows_read_over_the_fields(qgis_iface
     dialog.close()
 
 
+@pytest.mark.slow
 def test_processing_reads_zipped_products_over_an_area(provider, shared_data, tmp_path):  # noqa: ARG001
 
     import processing
@@ -65,6 +66,7 @@ def test_processing_reads_zipped_products_over_an_area(provider, shared_data, tm
     assert not (tmp_path / "other.cropmodel").exists()
 
 
+@pytest.mark.slow
 def test_processing_search_writes_dates_from_a_local_stac_api(provider, shared_data, tmp_path):  # noqa: ARG001
     import sys
     from pathlib import Path
@@ -92,6 +94,7 @@ def test_processing_search_writes_dates_from_a_local_stac_api(provider, shared_d
     assert written.RasterCount == 2 and written.GetRasterBand(2).GetDescription() == "B08"
 
 
+@pytest.mark.slow
 def test_search_dialog_reads_the_fields_area_into_the_series(qgis_iface, shared_data, tmp_path, wait_for,
                                                              qgis_new_project):  # noqa: ARG001
     import sys
