@@ -32,12 +32,11 @@ EXAMPLES = {
     "info": "python -m engine info crops.cropmodel   |   python -m engine info --preset paper --bands 10 --classes 20 --json",
 }
 # From a folder of downloaded Sentinel-2 zips (or .SAFE folders): no unzipping, SCL masks clouds by itself.
-PRODUCT_EXAMPLES = {
+PRODUCT_EXAMPLES = {  # only the fields' extent is read (--labels, --fields), or --bbox
     "pretrain": "python -m engine pretrain --images downloads/ --bbox 523560 4829250 525880 4832780 --out pre.cropmodel",
-    "train": "python -m engine train --images downloads/ --labels fields.gpkg --class-field crop --init pre.cropmodel "
-    "--bbox 523560 4829250 525880 4832780 --out crops.cropmodel",
-    "predict": "python -m engine predict --model crops.cropmodel --images downloads/ "
-    "--bbox 523560 4829250 525880 4832780 --out map.tif",
+    "train": "python -m engine train --images downloads/ --labels fields.gpkg --class-field crop --out crops.cropmodel",
+    "predict": "python -m engine predict --model crops.cropmodel --images downloads/ --fields fields.gpkg "
+    "--out map.tif",
 }
 
 
@@ -65,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=help_text,
             description=help_text,
             epilog=f"example:\n  {EXAMPLES[name]}" + (
-                f"\nfrom a folder of Sentinel-2 zips (--bbox in the tile's CRS, or add --bbox-crs EPSG:4326):"
+                f"\nfrom a folder of Sentinel-2 zips (the fields' extent is read; or --bbox, in the tile's CRS or --bbox-crs):"
                 f"\n  {PRODUCT_EXAMPLES[name]}" if name in PRODUCT_EXAMPLES else ""),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -152,7 +151,8 @@ def sentinel2_arguments(g) -> None:
                    help="bands read from Sentinel-2 products (.SAFE folders, .SAFE.zip) among --images "
                         "(default: B02 B03 B04 B05 B06 B07 B08 B8A B11 B12; 20/60 m bands go onto the 10 m grid)")
     g.add_argument("--bbox", nargs=4, type=float, default=None, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
-                   help="read only this area (default: the whole reference grid, e.g. a product's 110 km tile)")
+                   help="read only this area (default: with products, the extent of --labels or --fields; else the "
+                        "whole reference grid, e.g. a product's 110 km tile)")
     g.add_argument("--bbox-crs", default=None, metavar="CRS",
                    help="CRS of --bbox, e.g. EPSG:4326 (default: that of the reference grid)")
 
@@ -219,7 +219,7 @@ def _parse_dates(values: Optional[Sequence[str]]) -> Optional[list[dt.date]]:
         raise EngineError(f"Cannot read the dates: {exc}. Write them as YYYY-MM-DD.") from None
 
 
-def _series(args) -> pipeline.SeriesInput:
+def _series_as_given(args) -> pipeline.SeriesInput:
     return pipeline.SeriesInput(
         images=expand_paths(args.images) or [],
         layout=args.layout,
@@ -233,6 +233,19 @@ def _series(args) -> pipeline.SeriesInput:
         bbox=tuple(args.bbox) if args.bbox else None,
         bbox_crs=args.bbox_crs,
     )
+
+
+def _series(args) -> pipeline.SeriesInput:
+    """The series; from Sentinel-2 products without --bbox, only the extent of the polygons given is read."""
+    from .data.sentinel2 import is_product_path, vector_extent
+
+    series = _series_as_given(args)
+    polygons = getattr(args, "labels", None) or getattr(args, "fields", None) or getattr(args, "extent", None)
+    if series.bbox is None and polygons and any(is_product_path(p) for p in series.images):
+        layer = (getattr(args, "layer", None) if getattr(args, "labels", None)
+                 else getattr(args, "fields_layer", None) if getattr(args, "fields", None) else None)
+        series.bbox, series.bbox_crs = vector_extent(polygons, layer)
+    return series
 
 
 def _labels(args) -> pipeline.LabelInput:

@@ -567,3 +567,21 @@ def describe_product(path: str) -> tuple[Optional[dt.date], list[str]]:
     except EngineError:
         return None, []
     return product.sensing_time.date(), [b for b in DEFAULT_BANDS if b in product.band_files]
+
+
+def vector_extent(path: str, layer: Optional[str] = None) -> tuple[tuple[float, float, float, float], str]:
+    """(xmin, ymin, xmax, ymax) and CRS (WKT) of a polygon layer: the area to read from products by default."""
+    from osgeo import ogr
+
+    ogr.UseExceptions()
+    try:
+        source = ogr.Open(str(path))
+        vector = source.GetLayerByName(layer) if layer else source.GetLayer(0)
+        xmin, xmax, ymin, ymax = vector.GetExtent()
+        srs = vector.GetSpatialRef()
+    except (RuntimeError, AttributeError) as exc:
+        raise EngineError(f"Cannot read the extent of the polygons '{path}' ({exc}).") from None
+    if srs is None:
+        raise EngineError(f"The polygons '{path}' have no CRS, so their area cannot be found in the products. "
+                          "Assign their CRS, or give the area (bounding box) explicitly.")
+    return (xmin, ymin, xmax, ymax), srs.ExportToWkt()

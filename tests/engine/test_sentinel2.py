@@ -230,6 +230,18 @@ def test_cli_from_a_folder_of_zips_to_a_crop_map(products, shared_data, tmp_path
     assert (written.RasterXSize, written.RasterYSize) == (64, 64)
     assert written.GetGeoTransform()[0] == 524000 and written.GetGeoTransform()[3] == 4830640
 
+    # without --bbox only the parcels' extent is read (not the whole tile), in training and in prediction
+    from engine.bundle import ModelBundle
+
+    whole = tmp_path / "whole.tif"
+    assert main(["train", "--images", str(downloads), "--labels", str(parcels), "--class-field", "EC_hcat_n",
+                 "--epochs", "1", "--steps-per-epoch", "1", *quick, "--out", str(model)]) == 0
+    size = ModelBundle.load(str(model)).provenance["inputs"]["size"]
+    assert main(["predict", "--model", str(model), "--images", str(downloads), "--fields", str(parcels),
+                 "--out", str(whole), "--quiet", "--device", "cpu"]) == 0
+    written = sentinel2.gdal.Open(str(whole))
+    assert [written.RasterXSize, written.RasterYSize] == size and size[0] < 232 and size[1] <= 353
+
     # a damaged download among them: one line naming it, exit status 1, nothing written
     (downloads / "S2B_MSIL2A_20180920T104019_N0208_R008_T31TEJ_20180920T153221.SAFE.zip").write_bytes(b"PK\x03\x04broken")
     capsys.readouterr()
