@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from . import pipeline
+from . import pipeline, search_cli
 from .errors import CancelledError, EngineError, cancelled_message
 
 EXAMPLES = {
@@ -29,7 +29,15 @@ EXAMPLES = {
     "evaluate": "python -m engine evaluate --map map.tif --labels fields.gpkg --class-field crop --model crops.cropmodel "
     "--split test --report report/",
     "demo": "python -m engine demo --out demo_out",
+    "search": search_cli.EXAMPLE,
     "info": "python -m engine info crops.cropmodel   |   python -m engine info --preset paper --bands 10 --classes 20 --json",
+}
+# From a folder of downloaded Sentinel-2 zips (or .SAFE folders): no unzipping, SCL masks clouds by itself.
+PRODUCT_EXAMPLES = {  # only the fields' extent is read (--labels, --fields), or --bbox
+    "pretrain": "python -m engine pretrain --images downloads/ --bbox 523560 4829250 525880 4832780 --out pre.cropmodel",
+    "train": "python -m engine train --images downloads/ --labels fields.gpkg --class-field crop --out crops.cropmodel",
+    "predict": "python -m engine predict --model crops.cropmodel --images downloads/ --fields fields.gpkg "
+    "--out map.tif",
 }
 
 
@@ -56,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=help_text,
             description=help_text,
-            epilog=f"example:\n  {EXAMPLES[name]}",
+            epilog=f"example:\n  {EXAMPLES[name]}" + (
+                f"\nfrom a folder of Sentinel-2 zips (the fields' extent is read; or --bbox, in the tile's CRS or --bbox-crs):"
+                f"\n  {PRODUCT_EXAMPLES[name]}" if name in PRODUCT_EXAMPLES else ""),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("--json", action="store_true", help="print the results as one JSON object on the last line")
@@ -111,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="folder for the scene and results (default demo_out)")
     p.add_argument("--device", default="auto")
 
+    p = command("search", "Find Sentinel-2 L2A images in a STAC API and write the area's pixels, one GeoTIFF per date.")
+    search_cli.add_search_arguments(p)
+
     p = command("info", "Describe a model file, or a preset's architecture.")
     p.add_argument("model", nargs="?", default=None, help="model file (.cropmodel)")
     p.add_argument("--preset", default=None, choices=["paper", "lite"])
@@ -128,7 +141,21 @@ def _series_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scl", nargs="+", default=None, metavar="FILE", help="one Sentinel-2 SCL raster per date")
     g.add_argument("--dates", nargs="+", default=None, metavar="YYYY-MM-DD", help="acquisition dates, one per date")
     g.add_argument("--band-names", nargs="+", default=None, metavar="NAME")
-    g.add_argument("--reference", default=None, help="raster whose grid everything is aligned to (default: the first)")
+    g.add_argument("--reference", default=None, help="raster or Sentinel-2 product whose grid everything is aligned "
+                   "to (default: the first); needed for products of several UTM zones")
+    sentinel2_arguments(g)
+
+
+def sentinel2_arguments(g) -> None:
+    """--bands and --bbox: which bands of Sentinel-2 products, and which area, are read."""
+    g.add_argument("--bands", nargs="+", default=None, metavar="BAND",
+                   help="bands read from Sentinel-2 products (.SAFE folders, .SAFE.zip) among --images "
+                        "(default: B02 B03 B04 B05 B06 B07 B08 B8A B11 B12; 20/60 m bands go onto the 10 m grid)")
+    g.add_argument("--bbox", nargs=4, type=float, default=None, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+                   help="read only this area (default: with products, the extent of --labels or --fields; else the "
+                        "whole reference grid, e.g. a product's 110 km tile)")
+    g.add_argument("--bbox-crs", default=None, metavar="CRS",
+                   help="CRS of --bbox, e.g. EPSG:4326 (default: that of the reference grid)")
 
 
 def _label_arguments(p: argparse.ArgumentParser) -> None:
@@ -161,9 +188,15 @@ def expand_paths(items: Optional[Sequence[str]]) -> Optional[list[str]]:
     """Files as given; folders become their sorted rasters; glob patterns are expanded (also on Windows shells)."""
     if not items:
         return None
+    from .data.sentinel2 import find_products, is_product_path
+
     paths: list[str] = []
     for item in items:
-        if os.path.isdir(item):
+        if is_product_path(item):
+            paths.append(item)
+        elif os.path.isdir(item) and find_products(item):  # a folder of downloaded products (zips, .SAFE)
+            paths += find_products(item)
+        elif os.path.isdir(item):
             found = sorted(p for p in glob.glob(os.path.join(item, "*")) if p.lower().endswith((".tif", ".tiff", ".vrt", ".jp2", ".img")))
             if not found:
                 raise EngineError(f"The folder '{item}' holds no raster (.tif, .vrt, .jp2, .img).")
@@ -187,7 +220,7 @@ def _parse_dates(values: Optional[Sequence[str]]) -> Optional[list[dt.date]]:
         raise EngineError(f"Cannot read the dates: {exc}. Write them as YYYY-MM-DD.") from None
 
 
-def _series(args) -> pipeline.SeriesInput:
+def _series_as_given(args) -> pipeline.SeriesInput:
     return pipeline.SeriesInput(
         images=expand_paths(args.images) or [],
         layout=args.layout,
@@ -197,7 +230,23 @@ def _series(args) -> pipeline.SeriesInput:
         band_names=args.band_names,
         stack_order=args.stack_order,
         reference=args.reference,
+        bands=args.bands,
+        bbox=tuple(args.bbox) if args.bbox else None,
+        bbox_crs=args.bbox_crs,
     )
+
+
+def _series(args) -> pipeline.SeriesInput:
+    """The series; from Sentinel-2 products without --bbox, only the extent of the polygons given is read."""
+    from .data.sentinel2 import is_product_path, vector_extent
+
+    series = _series_as_given(args)
+    polygons = getattr(args, "labels", None) or getattr(args, "fields", None) or getattr(args, "extent", None)
+    if series.bbox is None and polygons and any(is_product_path(p) for p in series.images):
+        layer = (getattr(args, "layer", None) if getattr(args, "labels", None)
+                 else getattr(args, "fields_layer", None) if getattr(args, "fields", None) else None)
+        series.bbox, series.bbox_crs = vector_extent(polygons, layer)
+    return series
 
 
 def _labels(args) -> pipeline.LabelInput:
@@ -353,6 +402,7 @@ COMMANDS: dict[str, Callable] = {
     "evaluate": run_evaluate,
     "demo": run_demo,
     "info": run_info,
+    "search": search_cli.run_search,
 }
 
 

@@ -37,6 +37,9 @@ class SeriesInput:
     band_names: Optional[list[str]] = None
     stack_order: str = "date-major"  # for layout=stack: date-major (d1b1 d1b2 ...) or band-major
     reference: Optional[str] = None  # raster whose grid everything is aligned to (default: the first)
+    bands: Optional[list[str]] = None  # Sentinel-2 products: bands to read (default sentinel2.DEFAULT_BANDS)
+    bbox: Optional[tuple[float, float, float, float]] = None  # xmin, ymin, xmax, ymax: read only this area
+    bbox_crs: Optional[str] = None  # CRS of ``bbox`` (e.g. "EPSG:4326"); default: the grid's CRS
 
 
 @dataclass
@@ -155,7 +158,10 @@ def open_series(series: SeriesInput):
         band_names=series.band_names,
         reference=series.reference,
         stack_order=series.stack_order,
-    )
+        bands=series.bands,
+        bbox=series.bbox,
+        bbox_crs=series.bbox_crs,
+    )  # what it noticed (products skipped or merged, ...) is in its warnings, which every step returns
 
 
 def describe_series(series: SeriesInput) -> list[tuple[str, Optional[dt.date], list[str]]]:

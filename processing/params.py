@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterMultipleLayers,
@@ -30,6 +31,9 @@ CLOUD_MASKS = "CLOUD_MASKS"
 SCL = "SCL"
 DATES = "DATES"
 BAND_NAMES = "BAND_NAMES"
+S2_PRODUCTS = "S2_PRODUCTS"
+S2_BANDS = "S2_BANDS"
+AREA = "AREA"
 POLYGONS = "POLYGONS"
 CLASS_FIELD = "CLASS_FIELD"
 PRESET = "PRESET"
@@ -69,8 +73,11 @@ def add(alg: QgsProcessingAlgorithm, parameter: QgsProcessingParameterDefinition
 
 # Time series
 def add_series_parameters(alg: QgsProcessingAlgorithm) -> None:
-    add(alg, QgsProcessingParameterMultipleLayers(SERIES, "Time series rasters", QgsProcessing.TypeRaster),
-         "The Sentinel-2 images, one file per date (or see Layout). Dates are read from the file metadata or names.")
+    add(alg, QgsProcessingParameterMultipleLayers(SERIES, "Time series rasters", QgsProcessing.TypeRaster,
+                                                   optional=True),
+         "The Sentinel-2 images, one file per date (or see Layout). Dates are read from the file metadata or names. "
+         "Optional when Sentinel-2 products are given.")
+    add_product_parameters(alg)
     add(alg, QgsProcessingParameterEnum(LAYOUT, "Layout", LAYOUTS, defaultValue=0),
          "per-date: one multi-band file per date; per-band: one file per band and date; stack: one file with all dates.")
     add(alg, _advanced(QgsProcessingParameterEnum(STACK_ORDER, "Band order of a stack", STACK_ORDERS, defaultValue=0)),
@@ -85,6 +92,36 @@ def add_series_parameters(alg: QgsProcessingAlgorithm) -> None:
          "Comma-separated YYYY-MM-DD, one per image in the order given; overrides the dates found in the files.")
     add(alg, _advanced(QgsProcessingParameterString(BAND_NAMES, "Band names (optional)", optional=True)),
          "Comma-separated band names, e.g. B02,B03,B04,B08; default: the band descriptions of the files.")
+
+
+def add_product_parameters(alg: QgsProcessingAlgorithm) -> None:
+    """Sentinel-2 products as downloaded, their bands, and the area read from them."""
+    add(alg, QgsProcessingParameterMultipleLayers(S2_PRODUCTS, "Sentinel-2 products (optional)",
+                                                   QgsProcessing.TypeFile, optional=True),
+         "L2A or L1C products as downloaded: .SAFE.zip files or .SAFE folders (or their MTD_MSIL2A.xml), one per "
+         "date, read without unzipping; bands resampled to 10 m, harmonised across processing baselines, clouds "
+         "masked by the products' SCL. May be mixed with time series rasters of the same bands.")
+    from ..engine.data.sentinel2 import DEFAULT_BANDS
+
+    add(alg, _advanced(QgsProcessingParameterString(S2_BANDS, "Bands read from the products",
+                                                     defaultValue=",".join(DEFAULT_BANDS), optional=True)),
+         "Comma-separated Sentinel-2 bands, e.g. B02,B03,B04,B08; 20 m and 60 m bands are resampled to 10 m.")
+    add(alg, QgsProcessingParameterExtent(AREA, "Area to read from the products (optional)", optional=True),
+         "Only this extent is read (default: the fields' extent when fields are given, else the whole tile).")
+
+
+def _product_paths(alg, parameters, context) -> list[str]:
+    from pathlib import Path
+
+    paths = []
+    for value in alg.parameterAsFileList(parameters, S2_PRODUCTS, context):  # QGIS >= 3.10
+        path = str(value or "").strip()
+        if not path:  # an unset optional list comes back as ['']
+            continue
+        if Path(path).name.upper().startswith("MTD_MSIL"):
+            path = str(Path(path).parent)
+        paths.append(path)
+    return paths
 
 
 def _paths(alg, parameters, name, context) -> Optional[list[str]]:
@@ -114,10 +151,12 @@ def series_input(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsProc
     """The engine's ``SeriesInput`` from the series parameters."""
     from ..engine.pipeline import SeriesInput
 
-    images = _paths(alg, parameters, SERIES, context)
+    products = _product_paths(alg, parameters, context)
+    images = (_paths(alg, parameters, SERIES, context) or []) + products
     if not images:
-        raise QgsProcessingException("Choose at least one time series raster.")
+        raise QgsProcessingException("Choose at least one time series raster or Sentinel-2 product.")
     band_text = alg.parameterAsString(parameters, BAND_NAMES, context)
+    bbox, bbox_crs = _product_area(alg, parameters, context) if products else (None, None)
     return SeriesInput(
         images=images,
         layout=LAYOUTS[alg.parameterAsEnum(parameters, LAYOUT, context)],
@@ -126,7 +165,28 @@ def series_input(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsProc
         dates=parse_dates(alg.parameterAsString(parameters, DATES, context)),
         band_names=[b.strip() for b in band_text.split(",") if b.strip()] or None,
         stack_order=STACK_ORDERS[alg.parameterAsEnum(parameters, STACK_ORDER, context)],
+        bands=[b.strip() for b in (alg.parameterAsString(parameters, S2_BANDS, context) or "").split(",")
+               if b.strip()] or None,
+        bbox=bbox,
+        bbox_crs=bbox_crs,
     )
+
+
+def _product_area(alg, parameters, context) -> tuple[Optional[tuple], Optional[str]]:
+    """The area read from products: the AREA parameter, else the extent of the fields (POLYGONS), else all."""
+    if parameters.get(AREA):
+        crs = alg.parameterAsExtentCrs(parameters, AREA, context)
+        rect = alg.parameterAsExtent(parameters, AREA, context, crs)
+    elif POLYGONS in parameters and parameters.get(POLYGONS):
+        source = alg.parameterAsSource(parameters, POLYGONS, context)
+        if source is None:
+            return None, None
+        crs, rect = source.sourceCrs(), source.sourceExtent()
+    else:
+        return None, None
+    if rect.isEmpty() or not crs.isValid():
+        return None, None
+    return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), crs.toWkt()
 
 
 # Labels

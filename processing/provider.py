@@ -1,4 +1,4 @@
-"""The Processing provider ``cropmapper`` with its five algorithms (loads without torch; they import it on run)."""
+"""The Processing provider ``cropmapper`` with its algorithms (loads without torch; they import it on run)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from .classify import ClassifyAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .mapcrops import MapCropsAlgorithm
 from .pretrain import PretrainAlgorithm
+from .search import SearchAlgorithm
 from .train import TrainAlgorithm
 
-ALGORITHMS = (PretrainAlgorithm, TrainAlgorithm, ClassifyAlgorithm, EvaluateAlgorithm, MapCropsAlgorithm)
+ALGORITHMS = (PretrainAlgorithm, TrainAlgorithm, ClassifyAlgorithm, EvaluateAlgorithm, MapCropsAlgorithm,
+              SearchAlgorithm)
 
 
 class CropMapperProvider(QgsProcessingProvider):

@@ -24,6 +24,8 @@ if str(REPO) not in sys.path:
 _QGIS_PLUGINS = Path(sys.base_prefix) / "share" / "qgis" / "python" / "plugins"
 if _QGIS_PLUGINS.is_dir():
     sys.path.insert(0, str(_QGIS_PLUGINS))
+    # Imported now, while it comes first: importing a test module puts the repository root back in front.
+    import processing  # noqa: E402,F401
 
 
 def _link_plugin() -> None:

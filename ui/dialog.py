@@ -57,6 +57,7 @@ from qgis.PyQt.QtWidgets import (
 from ..engine import pipeline
 from ..engine.errors import EngineError
 from . import layers as layer_tools
+from . import search_dialog, sentinel2_products
 from .tasks import EngineTask, StagedFolder, Status, TaskResult
 
 LOG_TAG = "CropMapper"
@@ -136,7 +137,11 @@ class MapCropsDialog(QDialog):
         remove.clicked.connect(self.remove_selected)
         clear = QPushButton("Clear")
         clear.clicked.connect(self.clear_series)
-        for button in (add_layers, add_files, remove, clear):
+        add_products = sentinel2_products.products_button(self, self._last_dir, self.add_series_files)
+        search = search_dialog.search_button(
+            self, self.polygons, lambda: str(Path(self.output_folder.filePath() or self._last_dir()) / "sentinel2"),
+            self.add_series_files, self.iface.mapCanvas() if self.iface is not None else None)
+        for button in (add_layers, add_files, add_products, search, remove, clear):
             row.addWidget(button)
         row.addStretch(1)
         layout.addLayout(row)
@@ -503,6 +508,8 @@ class MapCropsDialog(QDialog):
         )
         masks = [self.series_table.item(r, COL_MASK).data(Qt.UserRole) for r in rows]
         mode = self.mask_combo.currentData()
+        masks = sentinel2_products.plain_masks(images, masks)
+        bbox, bbox_crs = sentinel2_products.series_bbox(images, self.polygons())
         return pipeline.SeriesInput(
             images=images,
             layout=self.layout_key(),
@@ -511,6 +518,8 @@ class MapCropsDialog(QDialog):
             # Dates found in the files keep their time of day (two acquisitions on one day); typed ones override.
             dates=[self.row_date(r) for r in rows] if edited else None,
             stack_order=self.stack_order_combo.currentData(),
+            bbox=bbox,
+            bbox_crs=bbox_crs,
         )
 
     def label_input(self, export_dir: Optional[str] = None) -> Optional[pipeline.LabelInput]:
@@ -560,6 +569,10 @@ class MapCropsDialog(QDialog):
         for r in range(rows):
             path = self.series_paths()[r]
             name = Path(path).name
+            product_problems = sentinel2_products.product_problems(path)
+            if product_problems is not None:  # a Sentinel-2 product: the engine checks its files and metadata
+                problems += product_problems
+                continue
             if not Path(path).is_file():
                 problems.append(f"The image '{path}' does not exist.")
                 continue
@@ -575,7 +588,8 @@ class MapCropsDialog(QDialog):
                     reference = layer
         mode = self.mask_combo.currentData()
         if rows and mode != "none":
-            missing = [r for r in range(rows) if not self.series_table.item(r, COL_MASK).data(Qt.UserRole)]
+            missing = [r for r in range(rows) if not self.series_table.item(r, COL_MASK).data(Qt.UserRole)
+                       and sentinel2_products.product_problems(self.series_paths()[r]) is None]  # products: own SCL
             if missing:
                 problems.append(f"{len(missing)} date(s) have no {'cloud mask' if mode == 'cloud' else 'SCL layer'}: "
                                 "add the masks, or choose 'No cloud masks'.")

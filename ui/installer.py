@@ -23,7 +23,8 @@ PACKAGES_ROOT = PLUGIN_DIR / "python_packages"
 
 # What the engine needs at least, and what the installer installs (the versions the engine is tested with).
 MINIMUM_VERSIONS: dict[str, str] = {"torch": "2.1", "einops": "0.6"}
-INSTALL_PINS: dict[str, str] = {"torch": "2.13.0", "einops": "0.8.2"}
+# pystac-client (pure Python) is for "Search Sentinel-2…" only, so it is installed along but not required to start.
+INSTALL_PINS: dict[str, str] = {"pystac-client": "0.9.1", "torch": "2.13.0", "einops": "0.8.2"}
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_CUDA_INDEX = "https://download.pytorch.org/whl/{cuda}"  # cuda: cu118, cu121, cu124, cu126 ...
 CUDA_BUILDS = ("cu126", "cu124", "cu121", "cu118")
@@ -179,7 +180,7 @@ def write_constraints(folder: Path) -> Path:
 
 
 def requirement_specs(pins: Optional[dict[str, str]] = None) -> list[str]:
-    """``['torch==2.13.0', 'einops==0.8.2']``."""
+    """``['pystac-client==0.9.1', 'torch==2.13.0', 'einops==0.8.2']``."""
     pins = INSTALL_PINS if pins is None else pins
     return [f"{name}=={version}" if version else name for name, version in pins.items()]
 

@@ -344,8 +344,9 @@ class TimeSeries:
 
     def __init__(self, grid: RasterGrid, timestamps: list[dt.datetime], band_names: list[str],
                  entries: list[list[tuple[int, int]]], sources: list[_Source],
-                 cloud: Optional[list[tuple[int, int]]], scl: Optional[list[tuple[int, int]]],
-                 layout: str, paths: list[str], open_args: dict) -> None:
+                 cloud: Optional[list[Optional[tuple[int, int]]]], scl: Optional[list[Optional[tuple[int, int]]]],
+                 layout: str, paths: list[str], open_args: dict, warnings: Optional[list[str]] = None,
+                 virtual_files=None) -> None:
         self.grid = grid
         self.timestamps = timestamps
         self.dates: list[dt.date] = [t.date() for t in timestamps]
@@ -358,7 +359,9 @@ class TimeSeries:
         self._cloud = cloud
         self._scl = scl
         self._open_args = open_args
-        self.warnings: list[str] = []  # about the inputs (duplicate dates, dates off the grid), for the run's outcome
+        # about the inputs (products skipped or merged, duplicate dates, dates off the grid), for the run's outcome
+        self.warnings: list[str] = list(warnings or [])
+        self._virtual_files = virtual_files  # in-memory VRTs of Sentinel-2 products, removed by close()
         self._limits: Optional[tuple[np.ndarray, np.ndarray]] = None  # per band: lowest, highest plausible value
         self._extreme = 0
         self._extreme_lock = threading.Lock()
@@ -462,7 +465,10 @@ class TimeSeries:
             if not entries:
                 continue
             mask_requests: dict[int, list[tuple[int, int]]] = {}
-            for t, (source, band) in enumerate(entries):
+            for t, entry in enumerate(entries):
+                if entry is None:  # a date without this kind of mask (a product among plain rasters, or vice versa)
+                    continue
+                source, band = entry
                 mask_requests.setdefault(source, []).append((band, t))
             for source_index, requests in mask_requests.items():
                 source = self._sources[source_index]
@@ -502,6 +508,9 @@ class TimeSeries:
     def close(self) -> None:
         """Releases the open files."""
         self._sources = None  # type: ignore[assignment]
+        if self._virtual_files is not None:
+            self._virtual_files.remove()
+            self._virtual_files = None
 
     def __enter__(self) -> "TimeSeries":
         return self
@@ -524,6 +533,9 @@ def open_time_series(
     reference: Optional[str] = None,
     stack_order: str = "date-major",
     nodata: Optional[float] = None,
+    bands: Optional[Sequence[str]] = None,
+    bbox: Optional[Sequence[float]] = None,
+    bbox_crs: Optional[str] = None,
 ) -> TimeSeries:
     """Opens a time series (metadata only; pixels are read by ``TimeSeries.read``).
 
@@ -532,13 +544,20 @@ def open_time_series(
     are aligned onto the grid of ``reference`` (default: the first image) with warped VRTs, bilinear for the images
     and nearest for ``cloud_masks`` (non-zero = cloud) and ``scl`` (Sentinel-2 scene classification).
     ``dates`` (one per date, in the images' order) override dates found in metadata or file names.
+
+    Sentinel-2 products (``.SAFE`` folders, ``.SAFE.zip``) may be among the ``per-date`` images: ``bands`` of them
+    are read (default ``sentinel2.DEFAULT_BANDS``), harmonised, on a 10 m grid, their SCL masking clouds; masks
+    given in ``cloud_masks`` / ``scl`` then belong to the plain rasters (one per plain raster, in order). ``bbox``
+    (xmin, ymin, xmax, ymax in ``bbox_crs``, default the grid's CRS) restricts the grid to an area.
     """
     paths = [str(images)] if isinstance(images, (str, os.PathLike)) else [str(p) for p in images]
     cloud_paths = [str(p) for p in cloud_masks] if cloud_masks else []
     scl_paths = [str(p) for p in scl] if scl else []
     open_args = dict(images=paths, layout=layout, cloud_masks=cloud_paths or None, scl=scl_paths or None,
                      dates=list(dates) if dates else None, band_names=list(band_names) if band_names else None,
-                     reference=reference, stack_order=stack_order, nodata=nodata)
+                     reference=reference, stack_order=stack_order, nodata=nodata,
+                     bands=list(bands) if bands else None, bbox=list(bbox) if bbox else None,
+                     bbox_crs=bbox_crs)
     if not paths:
         raise EngineError("No images were given. Choose the rasters of the time series.")
     if layout not in LAYOUTS:
@@ -549,15 +568,53 @@ def open_time_series(
         raise EngineError(f"The 'stack' layout takes one raster holding every date, but {len(paths)} were given. "
                           "Use the 'per-date' layout for one raster per date.")
 
+    prepared = _prepare_products(paths, layout, bands, reference, bbox, bbox_crs)
+    try:
+        return _open_prepared(prepared, paths, layout, cloud_paths, scl_paths, dates, band_names, reference,
+                              stack_order, nodata, bbox, bbox_crs, open_args)
+    except BaseException:
+        if prepared is not None:
+            prepared.files.remove()
+        raise
+
+
+def _prepare_products(paths: list[str], layout: str, bands, reference, bbox, bbox_crs):
+    """The Sentinel-2 products among ``paths`` turned into VRTs (``sentinel2.PreparedImages``), None if none."""
+    from . import sentinel2
+
+    if not any(sentinel2.is_product_path(p) for p in paths) and not (reference and sentinel2.is_product_path(reference)):
+        return None
+    if layout != "per-date":
+        raise EngineError(f"Sentinel-2 products (.SAFE, .SAFE.zip) hold one date each: use the 'per-date' layout, "
+                          f"not '{layout}'.")
+    prepared = sentinel2.prepare_images(paths, bands, reference, bbox, bbox_crs)
+    if len(prepared.images) < 2:
+        prepared.files.remove()
+        skipped = "; ".join(prepared.warnings)
+        raise EngineError(f"A time series needs at least 2 dates, but only {len(prepared.images)} usable was found"
+                          f"{' (' + skipped + ')' if skipped else ''}. Add the other acquisitions.")
+    return prepared
+
+
+def _open_prepared(prepared, paths, layout, cloud_paths, scl_paths, dates, band_names, reference, stack_order,
+                   nodata, bbox, bbox_crs, open_args) -> TimeSeries:
+    if prepared is not None:
+        paths = prepared.images
     datasets = [_open(p, "image") for p in paths]
     for dataset, path in zip(datasets, paths):
         _require_crs(dataset, path)
-    if reference:
+    if prepared is not None:
+        grid = prepared.grid
+    elif reference:
         reference_dataset = _open(reference, "reference raster")
         _require_crs(reference_dataset, reference)
         grid = RasterGrid.from_dataset(reference_dataset)
     else:
         grid = RasterGrid.from_dataset(datasets[0])
+    if bbox and prepared is None:
+        from .sentinel2 import clip_grid
+
+        grid = clip_grid(grid, bbox, bbox_crs, f"'{reference or paths[0]}'")
 
     if layout == "per-date":
         described = _per_date(datasets, paths)
@@ -601,8 +658,11 @@ def open_time_series(
             raise EngineError(f"The band names {list(band_names)} must be distinct and not empty.")
 
     sources = [_align(ds, p, grid, "bilinear", nodata) for ds, p in zip(datasets, paths)]
-    cloud = _mask_entries(cloud_paths, "cloud mask", grid, times, sources) if cloud_paths else None
-    scl_entries = _mask_entries(scl_paths, "SCL raster", grid, times, sources) if scl_paths else None
+    if prepared is None:
+        cloud = _mask_entries(cloud_paths, "cloud mask", grid, times, sources) if cloud_paths else None
+        scl_entries = _mask_entries(scl_paths, "SCL raster", grid, times, sources) if scl_paths else None
+    else:
+        cloud, scl_entries = _product_masks(prepared, cloud_paths, scl_paths, grid, times, sources)
 
     order = sorted(range(n_dates), key=lambda t: times[t])
     series = TimeSeries(
@@ -614,11 +674,37 @@ def open_time_series(
         cloud=[cloud[t] for t in order] if cloud else None,
         scl=[scl_entries[t] for t in order] if scl_entries else None,
         layout=layout,
-        paths=paths,
+        paths=list(open_args["images"]),
         open_args=open_args,
+        warnings=prepared.warnings if prepared is not None else None,
+        virtual_files=prepared.files if prepared is not None else None,
     )
-    series.warnings = _input_warnings(paths, datasets, grid, [times[t] for t in order], layout)
+    series.warnings += _input_warnings(paths, datasets, grid, [times[t] for t in order], layout)
     return series
+
+
+def _product_masks(prepared, cloud_paths: list[str], scl_paths: list[str], grid: RasterGrid,
+                   times: list[dt.datetime], sources: list[_Source]):
+    """Per date: the products' own SCL; the user's cloud masks / SCL rasters for the plain rasters."""
+    plain = [t for t, is_product in enumerate(prepared.is_product) if not is_product]
+    # L1C products have no SCL: the user's masks then cover every date
+    targets = plain if plain else list(range(len(times)))
+    cloud: Optional[list[Optional[tuple[int, int]]]] = None
+    if cloud_paths:
+        cloud = [None] * len(times)
+        for t, entry in zip(targets, _mask_entries(cloud_paths, "cloud mask", grid, [times[t] for t in targets],
+                                                   sources)):
+            cloud[t] = entry
+    scl: list[Optional[tuple[int, int]]] = [None] * len(times)
+    if scl_paths:
+        for t, entry in zip(targets, _mask_entries(scl_paths, "SCL raster", grid, [times[t] for t in targets],
+                                                   sources)):
+            scl[t] = entry
+    for t, path in enumerate(prepared.product_scl):
+        if path is not None:
+            sources.append(_align(_open(path, "SCL raster"), path, grid, "near", None))
+            scl[t] = (len(sources) - 1, 1)
+    return cloud, (scl if any(e is not None for e in scl) else None)
 
 
 def describe_images(images: Iterable[str], layout: str = "per-date"
@@ -628,8 +714,13 @@ def describe_images(images: Iterable[str], layout: str = "per-date"
     For multi-date rasters (``per-band``, ``stack``) the date is the earliest one found in its bands. A file that
     cannot be read gets ``(path, None, [])``; ``open_time_series`` reports the problem in full.
     """
+    from .sentinel2 import describe_product, is_product_path
+
     described: list[tuple[str, Optional[dt.date], list[str]]] = []
     for path in (str(p) for p in images):
+        if is_product_path(path):
+            described.append((path, *describe_product(path)))
+            continue
         try:
             dataset = _open(path, "image")
         except EngineError:

@@ -21,8 +21,9 @@ def _series(slovenia) -> dict:
     return {"SERIES": slovenia["images"], "CLOUD_MASKS": slovenia["masks"], "DEVICE": "cpu"}
 
 
-def test_provider_lists_five_algorithms(provider):
-    assert {a.name() for a in provider.algorithms()} == {"pretrain", "train", "classify", "evaluate", "mapcrops"}
+def test_provider_lists_six_algorithms(provider):
+    assert {a.name() for a in provider.algorithms()} == {"pretrain", "train", "classify", "evaluate", "mapcrops",
+                                                         "search"}
 
 
 def test_pretrain(provider, slovenia, tmp_path):  # noqa: ARG001
@@ -138,7 +139,7 @@ def test_qgis_process_lists_the_algorithms():
     out = subprocess.run([str(REPO / "scripts" / "qgis_process.sh"), "list"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    for name in ("pretrain", "train", "classify", "evaluate", "mapcrops"):
+    for name in ("pretrain", "train", "classify", "evaluate", "mapcrops", "search"):
         assert f"cropmapper:{name}" in out.stdout
 
 
