@@ -188,6 +188,7 @@ class MapCropsDialog(QDialog):
         self.polygons_combo.setAllowEmptyLayer(True)
         self.polygons_combo.setLayer(None)
         self.class_field_combo = QgsFieldComboBox()
+        self.class_field_combo.setAllowEmptyFieldName(True)  # no id field chosen behind the user's back
         self.polygons_combo.layerChanged.connect(self._polygons_changed)
         self.class_field_combo.fieldChanged.connect(self._update_class_preview)
         self.class_preview = QLabel("")
@@ -465,6 +466,7 @@ class MapCropsDialog(QDialog):
 
     def _polygons_changed(self, layer) -> None:
         self.class_field_combo.setLayer(layer)
+        self.class_field_combo.setField(layer_tools.guess_class_field(layer))
         self._update_class_preview()
 
     def _update_class_preview(self, *_args) -> None:
@@ -484,7 +486,11 @@ class MapCropsDialog(QDialog):
                 swatch = "<span style='background:#%02x%02x%02x'>&nbsp;&nbsp;&nbsp;</span> " % colors[name]
             parts.append(f"{swatch}{html.escape(name)} ({count})")
         source = " Colours from the layer's categorised style." if colors else ""
-        self.class_preview.setText(f"{len(counts)} classes: " + ", ".join(parts) + "." + source)
+        warning = ""
+        if layer_tools.is_one_class_per_polygon(counts):
+            warning = (f"<span style='color:#b00'><b>Every polygon is its own class: '{html.escape(field)}' looks "
+                       "like an id. Choose the field holding the crop class.</b></span><br>")
+        self.class_preview.setText(warning + f"{len(counts)} classes: " + ", ".join(parts) + "." + source)
 
     def _mode_changed(self, *_args) -> None:
         training = self.train_radio.isChecked()
@@ -599,6 +605,9 @@ class MapCropsDialog(QDialog):
                 elif training and len(counts) < 2:
                     problems.append(f"The class field '{field}' has only one class ({next(iter(counts))}): "
                                     "a crop map needs at least two.")
+                elif layer_tools.is_one_class_per_polygon(counts):
+                    problems.append(f"Every polygon of '{layer.name()}' has its own value in '{field}' ({len(counts)} "
+                                    "classes): it looks like an id. Choose the field holding the crop class.")
                 if reference is not None and layer.featureCount() > 0:
                     extent = layer_tools.extent_in(layer, reference.crs())
                     if extent is None or not extent.intersects(reference.extent()):

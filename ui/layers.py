@@ -3,6 +3,7 @@ and loading the results into the project in one group."""
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -21,6 +22,8 @@ from qgis.core import (
     QgsVectorFileWriter,
     QgsVectorLayer,
 )
+
+from qgis.PyQt.QtCore import QVariant
 
 from ..engine.classes import ClassTable
 from . import styling
@@ -89,6 +92,59 @@ def class_counts(layer: QgsVectorLayer, field: str) -> dict[str, int]:
             continue
         counts[str(value)] = counts.get(str(value), 0) + 1
     return counts
+
+
+CLASS_FIELD_HINTS = ("crop", "class", "culture", "lulc", "landuse", "land_use", "type", "label", "name", "code")
+
+
+def guess_class_field(layer: Optional[QgsVectorLayer], sample: int = 5000) -> str:
+    """The field most likely to hold the crop class; empty when none looks like one (the user then chooses).
+
+    The field the layer's categorised style classifies, else a text field whose values repeat (ids and single parcel
+    names do not) and are not numbers or dates, preferring names such as ``crop`` or ``class``.
+    """
+    if layer is None:
+        return ""
+    renderer = layer.renderer()
+    if isinstance(renderer, QgsCategorizedSymbolRenderer) and layer.fields().indexOf(renderer.classAttribute()) >= 0:
+        return renderer.classAttribute()
+    candidates = [f.name() for f in layer.fields() if f.type() == QVariant.String and _looks_like_classes(
+        layer, f.name(), sample)]
+    for name in candidates:
+        if any(hint in name.lower() for hint in CLASS_FIELD_HINTS):
+            return name
+    return candidates[0] if candidates else ""
+
+
+def _looks_like_classes(layer: QgsVectorLayer, field: str, sample: int) -> bool:
+    values = []
+    for n, feature in enumerate(layer.getFeatures()):
+        if n >= sample:
+            break
+        value = feature.attribute(field)
+        if value is not None and not (hasattr(value, "isNull") and value.isNull()) and str(value).strip():
+            values.append(str(value).strip())
+    if len(values) < 2 or len(set(values)) == len(values):
+        return False
+    return not all(_is_number_or_date(v) for v in set(values))
+
+
+def _is_number_or_date(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        pass
+    try:
+        dt.date.fromisoformat(text[:10])
+        return True
+    except ValueError:
+        return False
+
+
+def is_one_class_per_polygon(counts: dict[str, int]) -> bool:
+    """True when every polygon has its own class (an id field, not a crop class), for three or more polygons."""
+    return len(counts) >= 3 and all(count == 1 for count in counts.values())
 
 
 def extent_in(layer: QgsMapLayer, crs: QgsCoordinateReferenceSystem) -> Optional[QgsRectangle]:
