@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputFile,
@@ -78,6 +80,8 @@ class MapCropsAlgorithm(CropMapperAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         pipeline = load_pipeline()
+        from ..engine.evaluation.report import reliability_warnings
+
         params.check_fractions(self, parameters, context)
         series = params.series_input(self, parameters, context)
         labels = params.label_input(self, parameters, context, feedback)
@@ -99,11 +103,12 @@ class MapCropsAlgorithm(CropMapperAlgorithm):
                 lambda: pipeline.map_crops(
                     series, labels, str(partial), train_options=train_options, pretrain_options=pretrain,
                     predict_options=predict_options, existing_model=existing, outputs=outputs, progress=progress,
-                    cancelled=cancelled,
+                    cancelled=cancelled, final_dir=str(staged.final),
                 ),
                 feedback,
             )
-        for warning in outcome.warnings:
+        trust = reliability_warnings(outcome.report.metrics) if outcome.report else []
+        for warning in outcome.warnings + trust:
             feedback.reportError(warning, fatalError=False)
         model_path = outcome.model_path if existing else staged.final_path(outcome.model_path)
         classes = pipeline.read_model_classes(model_path)
@@ -112,7 +117,8 @@ class MapCropsAlgorithm(CropMapperAlgorithm):
             staged.final_path(p) for p in (predicted.map_path, predicted.confidence_path, predicted.fields_path)
         )
         report_path = staged.final_path(outcome.report.html_path) if outcome.report else None
-        style_outputs(context, feedback, classes, map_path, confidence_path, fields_path, load=True)
+        style_outputs(context, feedback, classes, map_path, confidence_path, fields_path, load=True,
+                      run_name=Path(folder).name)
         metrics = outcome.report.metrics if outcome.report else {}
         if metrics:
             feedback.pushInfo(f"Test fields: OA {metrics.get('overall_accuracy', 0):.3f}, "

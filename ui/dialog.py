@@ -668,7 +668,7 @@ class MapCropsDialog(QDialog):
                     outcome = pipeline.map_crops(
                         series, labels, str(partial), train_options=train_options, pretrain_options=pretrain_options,
                         predict_options=predict_options, existing_model=existing, outputs=outputs,
-                        progress=progress, cancelled=cancelled,
+                        progress=progress, cancelled=cancelled, final_dir=str(staged.final),
                     )
             return outcome
 
@@ -727,7 +727,8 @@ class MapCropsDialog(QDialog):
         )
         report = outcome.report if is_map_crops else None
         warnings = outcome.warnings if is_map_crops else []
-        self.results_view.setHtml(results_html(staged.final, model, report, warnings, staged.final_path))
+        split = outcome.train.split if is_map_crops and outcome.train is not None else None
+        self.results_view.setHtml(results_html(staged.final, model, report, warnings, staged.final_path, split))
         self.tabs.setCurrentWidget(self.results_view)
         self.progress.setValue(100)
         text = f"Done: results in '{staged.final}', added to the project as group '{group.name()}'."
@@ -827,8 +828,12 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def results_html(folder: Path, model: str, report, warnings: list[str], final_path=lambda p: p) -> str:
-    """The Results tab: headline metrics, a per-class table and links to the report and the folder."""
+def results_html(folder: Path, model: str, report, warnings: list[str], final_path=lambda p: p,
+                 split: Optional[dict] = None) -> str:
+    """The Results tab: headline metrics, warnings on the scores' trust, a per-class table, the split of the fields,
+    and links to the report and the folder."""
+    from ..engine.evaluation.report import reliability_warnings
+
     parts = [f"<h3>Results</h3><p>Folder: <a href='{Path(folder).as_uri()}'>{html.escape(str(folder))}</a><br>"
              f"Model: {html.escape(str(model))}</p>"]
     if report is not None:
@@ -840,20 +845,30 @@ def results_html(folder: Path, model: str, report, warnings: list[str], final_pa
         )
         rows = "".join(
             "<tr><td><span style='background:#%02x%02x%02x'>&nbsp;&nbsp;&nbsp;</span> %s</td><td>%s</td><td>%s</td>"
-            "<td>%s</td><td>%s</td><td>%d</td><td>%.1f</td></tr>"
+            "<td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%.1f</td></tr>"
             % (*c.get("color", (200, 200, 200)), html.escape(c["name"]), _fmt(c.get("precision")),
                _fmt(c.get("recall")), _fmt(c.get("f1")), _fmt(c.get("iou")), c.get("support", 0),
-               c.get("mapped_area_ha", 0.0))
+               c.get("fields", "–"), c.get("mapped_area_ha", 0.0))
             for c in m.get("per_class", [])
         )
+        trust = reliability_warnings(m)
+        if trust:
+            parts.append("<p style='color:#b00'><b>Trust in these scores</b></p><ul>"
+                         + "".join(f"<li>{html.escape(w)}</li>" for w in trust) + "</ul>")
         parts.append("<table border='1' cellspacing='0' cellpadding='3'><tr><th>Class</th><th>Precision</th>"
-                     "<th>Recall</th><th>F1</th><th>IoU</th><th>Test pixels</th><th>Mapped ha</th></tr>"
-                     f"{rows}</table>")
+                     "<th>Recall</th><th>F1</th><th>IoU</th><th>Test pixels</th><th>Test fields</th>"
+                     f"<th>Mapped ha</th></tr>{rows}</table>")
         html_path = final_path(report.html_path)
         parts.append(f"<p><a href='{Path(html_path).as_uri()}'>Open the full HTML report</a> "
                      "(confusion matrix, areas).</p>")
     else:
         parts.append("<p>No accuracy report (no labelled fields, or the report was not asked for).</p>")
+    if split:
+        counts = ", ".join(f"{split[k]['fields']} {label} ({split[k]['pixels']} px)" for k, label in
+                           (("train", "training"), ("val", "validation"), ("test", "test")) if k in split)
+        parts.append(f"<p><b>Fields used</b>: {counts}. The column <i>crop_split</i> of the field-level layer says "
+                     "which polygon went where (train, val, test; unused = left out by the fraction of fields "
+                     "used).</p>")
     if warnings:
         parts.append("<p><b>Warnings</b></p><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul>")
     return "".join(parts)

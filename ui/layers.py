@@ -158,6 +158,14 @@ def extent_in(layer: QgsMapLayer, crs: QgsCoordinateReferenceSystem) -> Optional
         return None
 
 
+RESULT_NAMES = {"map": "Crop map", "confidence": "Confidence", "fields": "Fields: predicted class"}
+
+
+def result_layer_name(kind: str, run_name: str) -> str:
+    """``Crop map (run1)``: the run's name tells apart the layers of several runs in the layer lists."""
+    return f"{RESULT_NAMES[kind]} ({run_name})"
+
+
 def add_results(
     group_name: str,
     classes: ClassTable,
@@ -166,31 +174,33 @@ def add_results(
     fields_path: Optional[str] = None,
     project: Optional[QgsProject] = None,
 ) -> tuple[QgsLayerTreeGroup, list[QgsMapLayer]]:
-    """Adds the styled results to the top of the layer tree in one group; returns the group and its layers."""
+    """Adds the styled results to the top of the layer tree in one group named after the run; returns the group and
+    its layers (top to bottom: field outlines coloured by predicted class, crop map, confidence switched off)."""
     project = project or QgsProject.instance()
     root = project.layerTreeRoot()
     group = root.insertGroup(0, group_name)
     layers: list[QgsMapLayer] = []
     if fields_path:
-        fields = QgsVectorLayer(fields_path, "Fields (predicted class)", "ogr")
+        fields = QgsVectorLayer(fields_path, result_layer_name("fields", group_name), "ogr")
         if fields.isValid():
-            styling.style_fields(fields, classes)
+            styling.style_fields(fields, classes, outlines=True)  # filled polygons would hide the crop map
             layers.append(fields)
-    class_map = QgsRasterLayer(map_path, "Crop map", "gdal")
+    class_map = QgsRasterLayer(map_path, result_layer_name("map", group_name), "gdal")
     if not class_map.isValid():
         raise LayerError(f"QGIS cannot open the crop map '{map_path}'.")
     styling.style_class_map(class_map, classes)
     layers.append(class_map)
+    confidence = None
     if confidence_path:
-        confidence = QgsRasterLayer(confidence_path, "Confidence", "gdal")
+        confidence = QgsRasterLayer(confidence_path, result_layer_name("confidence", group_name), "gdal")
         if confidence.isValid():
-            styling.style_confidence(confidence)
+            styling.style_confidence(confidence, len(classes))
             confidence.setOpacity(1.0)
             layers.append(confidence)
     for layer in layers:
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
-        if layer.name() == "Confidence":
+        if layer is confidence:
             node.setItemVisibilityChecked(False)  # the class map is what the user wants to see first
     return group, layers
 

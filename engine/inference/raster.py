@@ -379,7 +379,7 @@ def _write_outputs(grid, classes, out_map, out_conf, out_prob, items, tiff_tile:
 def _style_outputs(out_map: Path, out_conf: Optional[Path], classes: ClassTable) -> str:
     qml = write_class_style(out_map, classes)
     if out_conf:
-        write_qml(out_conf, confidence_qml())
+        write_qml(out_conf, confidence_qml(len(classes)))
     return str(qml)
 
 
