@@ -18,6 +18,7 @@ from qgis.core import Qgis, QgsMessageLog, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from ..engine.errors import CancelledError, EngineError
+from .eta import TimeLeft
 
 LOG_TAG = "CropMapper"
 Job = Callable[[Callable[[float, str], None], Callable[[], bool]], Any]
@@ -59,11 +60,25 @@ class EngineTask(QgsTask):
         self.job = job
         self.cleanup = cleanup
         self.result: Optional[TaskResult] = None
+        self.base_description = description
+        self.time_left = TimeLeft()
+        self._step_text = ""
+        self._shown = ""
+        self.message.connect(self._describe)  # queued to the GUI thread, where the task manager reads it
 
     def _progress(self, fraction: float, text: str) -> None:
         self.setProgress(max(0.0, min(100.0, 100.0 * fraction)))
-        if text:
-            self.message.emit(text)
+        self.time_left.update(fraction, text)
+        self._step_text = text or self._step_text
+        eta = self.time_left.text()
+        shown = f"{self._step_text} ({eta})" if eta else self._step_text
+        if shown and shown != self._shown:
+            self._shown = shown
+            self.message.emit(shown)
+
+    def _describe(self, _text: str) -> None:
+        eta = self.time_left.text()
+        self.setDescription(f"{self.base_description}: {eta}" if eta else self.base_description)
 
     def run(self) -> bool:
         try:
