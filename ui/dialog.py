@@ -80,6 +80,7 @@ class MapCropsDialog(QDialog):
         self.last_result: Optional[TaskResult] = None
         self.result_layers: list = []
         self.staged: Optional[StagedFolder] = None
+        self.showing_problems = False
         self.setWindowTitle("CropMapper: Map crops")
         self.setWindowIcon(QIcon(ICON_PATH))
         self.resize(820, 640)
@@ -111,6 +112,8 @@ class MapCropsDialog(QDialog):
         layout.addWidget(self.status)
         layout.addWidget(buttons)
         self.load_settings()
+        self.suggest_output_folder()
+        self._watch_form()
 
     # ------------------------------------------------------------------------------------------------------------
     # Tabs
@@ -321,6 +324,23 @@ class MapCropsDialog(QDialog):
                 self.series_table.setItem(row, column, item)
         self.series_table.blockSignals(False)
         self.sort_by_date()
+        self.suggest_output_folder()
+        self.refresh_problems()
+
+    def suggest_output_folder(self) -> None:
+        """Offers an output folder when none is set: ``cropmapper/`` beside the saved project, else beside the first
+        image, else (once there are images) in the home folder: the first writable of these."""
+        if self.output_folder.filePath():
+            return
+        candidates = []
+        if QgsProject.instance().homePath():
+            candidates.append(Path(QgsProject.instance().homePath()))
+        images = self.series_paths()
+        candidates += [Path(images[0]).parent, Path.home()] if images else []
+        for parent in candidates:
+            if parent.is_dir() and os.access(parent, os.W_OK):
+                self.output_folder.setFilePath(str(parent / "cropmapper"))
+                return
 
     def add_series_layers(self, raster_layers: list[QgsRasterLayer]) -> None:
         paths = []
@@ -354,6 +374,7 @@ class MapCropsDialog(QDialog):
             unmatched = [p for rest in by_date.values() for p in rest]
         if self.mask_combo.currentData() == "none":
             self.mask_combo.setCurrentIndex(1)
+        self.refresh_problems()
         return unmatched
 
     def _set_mask(self, row: int, path: str) -> None:
@@ -392,9 +413,11 @@ class MapCropsDialog(QDialog):
     def remove_selected(self) -> None:
         for row in sorted({i.row() for i in self.series_table.selectedIndexes()}, reverse=True):
             self.series_table.removeRow(row)
+        self.refresh_problems()
 
     def clear_series(self) -> None:
         self.series_table.setRowCount(0)
+        self.refresh_problems()
 
     def _date_edited(self, item: QTableWidgetItem) -> None:
         if item.column() == COL_DATE:
@@ -436,12 +459,17 @@ class MapCropsDialog(QDialog):
             self.add_series_files(paths)
 
     def _choose_masks(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Cloud masks or SCL", self._last_dir(),
+        paths, _ = QFileDialog.getOpenFileNames(self, "Cloud masks or SCL", self._images_dir(),
                                                 "Rasters (*.tif *.tiff *.jp2 *.vrt);;All files (*)")
         if paths:
             unmatched = self.add_mask_files(paths)
             if unmatched:
                 self._say(f"{len(unmatched)} mask(s) matched no image date and were left out.", Qgis.Warning)
+
+    def _images_dir(self) -> str:
+        """The folder of the first image (masks usually lie beside or under it), else the last folder used."""
+        paths = self.series_paths()
+        return str(Path(paths[0]).parent) if paths else self._last_dir()
 
     def _last_dir(self) -> str:
         return QgsSettings().value(SETTINGS_PREFIX + "last_dir", str(Path.home()))
@@ -638,18 +666,20 @@ class MapCropsDialog(QDialog):
         if self.task is not None:
             return None
         problems = self.check()
+        self.progress.setValue(0)  # a refused run must not show the last run's 100 %
         if problems:
-            self.status.setText("<b>Cannot run yet:</b><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems)
-                                + "</ul>")
+            self._show_problems(problems)
             self._say(problems[0], Qgis.Warning)
             return None
+        self.showing_problems = False
         self.save_settings()
         staged = StagedFolder(str(self.run_folder()))
         try:
             series = self.series_input()
             labels = self.label_input()
         except (EngineError, layer_tools.LayerError) as exc:
-            self._say(str(exc), Qgis.Critical)
+            self.status.setText(f"<span style='color:#b00'><b>Cannot run:</b> {html.escape(str(exc))}</span>")
+            self._say(str(exc), Qgis.Warning)
             return None
         training = self.train_radio.isChecked()
         existing = None if training else self.existing_model.filePath()
@@ -679,8 +709,8 @@ class MapCropsDialog(QDialog):
         self.task.done.connect(self._task_done)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.progress.setValue(0)
         self.status.setText("Starting …")
+        self.results_view.setHtml("<p>A run is in progress; its results will be shown here.</p>")
         QgsApplication.taskManager().addTask(self.task)
         return self.task
 
@@ -708,10 +738,14 @@ class MapCropsDialog(QDialog):
         elif result.status is Status.CANCELLED:
             self.progress.setValue(0)
             self.status.setText(result.message)
+            self.results_view.setHtml(f"<p>The last run was cancelled: {html.escape(result.message)}</p>")
             self._say(result.message, Qgis.Info)
         else:
+            self.progress.setValue(0)
             self.status.setText(f"<span style='color:#b00'><b>Failed:</b> {html.escape(result.message)}</span>")
-            self._say(result.message, Qgis.Critical)
+            self.results_view.setHtml(f"<p>The last run failed: {html.escape(result.message)}</p>")
+            # A user error is a warning in the log (EngineTask logged it); an unexpected one is critical.
+            self._say(result.message, Qgis.Critical, Qgis.Critical if result.details else Qgis.Warning)
         self.task_done.emit(result)
 
     def _show_success(self, outcome) -> None:
@@ -739,9 +773,41 @@ class MapCropsDialog(QDialog):
         self.status.setText(text)
         self._say(text, Qgis.Success)
 
-    def _say(self, text: str, level=Qgis.Info) -> None:
-        """A message in the QGIS message bar (when there is one) and the CropMapper log."""
-        QgsMessageLog.logMessage(text, LOG_TAG, level)
+    def _show_problems(self, problems: list[str]) -> None:
+        self.showing_problems = True
+        self.status.setText("<b>Cannot run yet:</b><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+                            + "</ul>")
+
+    def refresh_problems(self, *_args) -> None:
+        """Keeps the "Cannot run yet" list true while the user fills the form (once a Run was refused, until one
+        starts)."""
+        if not self.showing_problems or self.task is not None:
+            return
+        problems = self.check()
+        if problems:
+            self._show_problems(problems)
+        else:
+            self.status.setText("Ready to run.")  # still watched: a later change may bring a problem back
+
+    def _watch_form(self) -> None:
+        """Every control a check looks at refreshes the problem list when it changes."""
+        # Rows are added, removed and given masks by methods that call refresh_problems when the rows are whole.
+        self.series_table.itemChanged.connect(self.refresh_problems)
+        for combo in (self.mask_combo, self.layout_combo):
+            combo.currentIndexChanged.connect(self.refresh_problems)
+        self.polygons_combo.layerChanged.connect(self.refresh_problems)
+        self.class_field_combo.fieldChanged.connect(self.refresh_problems)
+        self.train_radio.toggled.connect(self.refresh_problems)
+        for widget in (self.existing_model, self.output_folder):
+            widget.fileChanged.connect(self.refresh_problems)
+        self.run_name.textChanged.connect(self.refresh_problems)
+        for spin in (self.val_fraction_spin, self.test_fraction_spin, self.tile_spin, self.overlap_spin):
+            spin.valueChanged.connect(self.refresh_problems)
+
+    def _say(self, text: str, level=Qgis.Info, log_level=None) -> None:
+        """A message in the QGIS message bar (when there is one) and the CropMapper log (at ``log_level``, default
+        ``level``)."""
+        QgsMessageLog.logMessage(text, LOG_TAG, level if log_level is None else log_level)
         if self.iface is not None:
             try:
                 self.iface.messageBar().pushMessage("CropMapper", text, level, 8)

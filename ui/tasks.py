@@ -37,7 +37,7 @@ class TaskResult:
     status: Status
     value: Any = None
     message: str = ""
-    details: str = ""
+    details: str = ""  # a traceback, for unexpected errors only (user errors are ``EngineError`` messages)
 
     @property
     def ok(self) -> bool:
@@ -88,8 +88,8 @@ class EngineTask(QgsTask):
             self.result = TaskResult(Status.SUCCESS, value)
         except CancelledError:
             self.result = TaskResult(Status.CANCELLED, message="Cancelled: nothing was written.")
-        except EngineError as exc:
-            self.result = TaskResult(Status.FAILURE, message=str(exc), details=traceback.format_exc())
+        except EngineError as exc:  # a user error: its message says it all, a traceback would only alarm
+            self.result = TaskResult(Status.FAILURE, message=str(exc))
         except Exception as exc:  # noqa: BLE001 - an unexpected error must reach the user, not the task manager
             self.result = TaskResult(
                 Status.FAILURE, message=f"Unexpected error: {exc}. Details are in the CropMapper log.",
@@ -104,8 +104,10 @@ class EngineTask(QgsTask):
 
     def finished(self, ok: bool) -> None:  # noqa: ARG002 - the result says it all
         result = self.result or TaskResult(Status.CANCELLED, message="Cancelled before it started.")
-        if result.status is Status.FAILURE:
+        if result.status is Status.FAILURE and result.details:  # unexpected: the traceback is for a bug report
             QgsMessageLog.logMessage(f"{self.description()}: {result.message}\n{result.details}", LOG_TAG, Qgis.Critical)
+        elif result.status is Status.FAILURE:
+            QgsMessageLog.logMessage(f"{self.description()}: {result.message}", LOG_TAG, Qgis.Warning)
         elif result.status is Status.CANCELLED:
             QgsMessageLog.logMessage(f"{self.description()}: {result.message}", LOG_TAG, Qgis.Info)
         self.done.emit(result)

@@ -187,6 +187,7 @@ def test_cancel_mid_run_leaves_no_files(dialog, tmp_path, wait_for):
     leftovers = [str(p) for p in out.rglob("*")] if out.exists() else []
     assert leftovers == []
     assert QgsProject.instance().layerTreeRoot().findGroup("run1") is None
+    assert "cancelled" in dialog.results_view.toPlainText()  # not the results of an earlier run
 
 
 def test_project_raster_layers_are_added_by_their_files(qgis_iface, slovenia, qgis_new_project):  # noqa: ARG001

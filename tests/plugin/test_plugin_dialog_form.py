@@ -1,0 +1,75 @@
+"""The form as a newcomer fills it: a suggested output folder, masks chosen from the images' folder, a problem list
+that follows the form, a progress bar and Results tab that do not show an earlier run, user errors logged plainly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from qgis.core import Qgis, QgsApplication, QgsProject, QgsSettings, QgsVectorLayer
+
+from cropmapper.ui.dialog import MapCropsDialog
+from cropmapper.ui.tasks import Status
+
+
+@pytest.fixture
+def fresh(qgis_iface, qgis_new_project):  # noqa: ARG001
+    QgsSettings().remove("cropmapper/dialog")
+    dlg = MapCropsDialog(qgis_iface)
+    yield dlg
+    dlg.close()
+    QgsSettings().remove("cropmapper/dialog")
+
+
+def test_output_folder_and_mask_folder_follow_the_images(fresh, slovenia, tmp_path, monkeypatch):
+    assert fresh.output_folder.filePath() == ""  # an unsaved project and no images: nothing sensible yet
+    fresh.add_series_files(slovenia["images"][:2])
+    suggested = Path(fresh.output_folder.filePath())
+    assert suggested.name == "cropmapper"
+    assert suggested.parent in (Path(slovenia["images"][0]).parent, Path.home())  # beside the images when writable
+    assert fresh._images_dir() == str(Path(slovenia["images"][0]).parent)
+    fresh.output_folder.setFilePath(str(tmp_path / "mine"))
+    fresh.add_series_files(slovenia["images"][2:3])
+    assert fresh.output_folder.filePath() == str(tmp_path / "mine")  # a chosen folder is kept
+
+
+def test_problem_list_follows_the_form_and_refusal_resets_progress(fresh, slovenia, tmp_path):
+    fresh.progress.setValue(100)  # as after an earlier run
+    assert fresh.start() is None
+    assert fresh.progress.value() == 0
+    assert "Add the time series" in fresh.status.text()
+    fresh.add_series_files(slovenia["images"])
+    assert "Add the time series" not in fresh.status.text() and "Cannot run yet" in fresh.status.text()
+    layer = QgsVectorLayer(slovenia["polygons"], "fields", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    fresh.set_polygons(layer, slovenia["field"])
+    fresh.output_folder.setFilePath(str(tmp_path / "out"))
+    assert fresh.status.text() == "Ready to run."
+    fresh.overlap_spin.setValue(fresh.tile_spin.value())
+    assert "tile overlap" in fresh.status.text()
+
+
+def test_a_user_error_is_a_warning_in_the_log_and_clears_the_results(fresh, slovenia, tmp_path, wait_for):
+    logged = []
+
+    def record(message, tag, level):
+        if tag == "CropMapper":
+            logged.append((message, level))
+
+    QgsApplication.messageLog().messageReceived.connect(record)
+    broken = tmp_path / "broken.cropmodel"
+    broken.write_bytes(b"not a model")
+    fresh.add_series_files(slovenia["images"][:2])
+    fresh.existing_radio.setChecked(True)
+    fresh.existing_model.setFilePath(str(broken))
+    fresh.output_folder.setFilePath(str(tmp_path / "out"))
+    fresh.results_view.setHtml("<p>Results of an earlier run: forest 0.9</p>")
+    assert fresh.start() is not None, fresh.status.text()
+    assert "earlier run" not in fresh.results_view.toPlainText()
+    wait_for(lambda: fresh.last_result is not None, timeout=120)
+    QgsApplication.messageLog().messageReceived.disconnect(record)
+    assert fresh.last_result.status is Status.FAILURE
+    about = [(m, level) for m, level in logged if "broken.cropmodel" in m]
+    assert about and all(level == Qgis.Warning for _m, level in about)
+    assert not any("Traceback" in m for m, _level in logged)
+    assert "failed" in fresh.results_view.toPlainText() and fresh.progress.value() == 0
