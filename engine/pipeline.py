@@ -474,7 +474,8 @@ def map_crops(
     """All steps: [pre-train] -> train (or an existing model) -> map -> field results -> accuracy report.
 
     Writes into ``out_dir``: ``model.cropmodel`` (and ``pretrained.cropmodel``), ``crop_map.tif``,
-    ``confidence.tif``, ``fields.gpkg`` and ``report/``. ``final_dir``: where the caller moves these files after the
+    ``confidence.tif``, ``fields.gpkg`` and ``report/`` (and ``probabilities.tif``, one band per class, when
+    ``outputs`` names ``probabilities``). ``final_dir``: where the caller moves these files after the
     run (``out_dir`` is then a staging folder); the report and the model's provenance name the paths there.
     """
     folder = Path(out_dir)
@@ -532,6 +533,7 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
         series,
         str(folder / "crop_map.tif"),
         out_confidence=str(folder / "confidence.tif") if "confidence" in outputs else None,
+        out_probabilities=str(folder / "probabilities.tif") if "probabilities" in outputs else None,
         fields=labels.path if "fields" in outputs else None,
         fields_layer=labels.layer,
         fields_out=str(folder / "fields.gpkg") if "fields" in outputs else None,

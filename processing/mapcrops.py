@@ -20,7 +20,7 @@ from ..ui.tasks import StagedFolder
 from .base import CropMapperAlgorithm, load_pipeline
 from .styling import style_outputs
 
-OUTPUT_CHOICES = ["map", "confidence", "fields", "report"]
+OUTPUT_CHOICES = ["map", "confidence", "fields", "report", "probabilities"]
 
 
 class MapCropsAlgorithm(CropMapperAlgorithm):
@@ -65,7 +65,8 @@ class MapCropsAlgorithm(CropMapperAlgorithm):
         params.add_device_parameter(self)
         outputs = QgsProcessingParameterEnum(self.OUTPUTS, "Outputs", OUTPUT_CHOICES, allowMultiple=True,
                                              defaultValue=[0, 1, 2, 3])
-        outputs.setHelp("The crop map is always written; choose the others.")
+        outputs.setHelp("The crop map is always written; choose the others. probabilities: one band per class "
+                        "(probabilities.tif), off by default because it is K times the map's size.")
         self.addParameter(outputs)
         params.add(self, QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"),
                    "Receives crop_map.tif, confidence.tif, fields.gpkg, model.cropmodel and report/ (only when the "

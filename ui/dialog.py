@@ -258,9 +258,9 @@ class MapCropsDialog(QDialog):
         row = QHBoxLayout(outputs)
         self.output_checks = {}
         for key, label in (("map", "Crop map"), ("confidence", "Confidence"), ("fields", "Field-level vector"),
-                           ("report", "Accuracy report")):
+                           ("report", "Accuracy report"), ("probabilities", "Class probabilities")):
             check = QCheckBox(label)
-            check.setChecked(True)
+            check.setChecked(key != "probabilities")  # one band per class: K times the map's size
             self.output_checks[key] = check
             row.addWidget(check)
         self.output_checks["map"].setEnabled(False)
@@ -692,6 +692,7 @@ class MapCropsDialog(QDialog):
                     outcome = pipeline.predict(
                         existing, series, str(partial / "crop_map.tif"),
                         out_confidence=str(partial / "confidence.tif") if "confidence" in outputs else None,
+                        out_probabilities=str(partial / "probabilities.tif") if "probabilities" in outputs else None,
                         options=predict_options, progress=progress, cancelled=cancelled,
                     )
                 else:
@@ -758,6 +759,7 @@ class MapCropsDialog(QDialog):
         group, self.result_layers = layer_tools.add_results(
             staged.final.name, classes, staged.final_path(predicted.map_path),
             staged.final_path(predicted.confidence_path), staged.final_path(predicted.fields_path),
+            probabilities_path=staged.final_path(predicted.probabilities_path),
         )
         report = outcome.report if is_map_crops else None
         warnings = outcome.warnings if is_map_crops else []
@@ -867,7 +869,7 @@ class MapCropsDialog(QDialog):
         (self.existing_radio if get("use_existing", False, bool) else self.train_radio).setChecked(True)
         for key, check in self.output_checks.items():
             if key != "map":
-                check.setChecked(get(f"output_{key}", True, bool))
+                check.setChecked(get(f"output_{key}", key != "probabilities", bool))
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.save_settings()

@@ -158,7 +158,8 @@ def extent_in(layer: QgsMapLayer, crs: QgsCoordinateReferenceSystem) -> Optional
         return None
 
 
-RESULT_NAMES = {"map": "Crop map", "confidence": "Confidence", "fields": "Fields: predicted class"}
+RESULT_NAMES = {"map": "Crop map", "confidence": "Confidence", "fields": "Fields: predicted class",
+                "probabilities": "Class probabilities"}
 
 
 def result_layer_name(kind: str, run_name: str) -> str:
@@ -173,6 +174,7 @@ def add_results(
     confidence_path: Optional[str] = None,
     fields_path: Optional[str] = None,
     project: Optional[QgsProject] = None,
+    probabilities_path: Optional[str] = None,
 ) -> tuple[QgsLayerTreeGroup, list[QgsMapLayer]]:
     """Adds the styled results to the top of the layer tree in one group named after the run; returns the group and
     its layers (top to bottom: field outlines coloured by predicted class, crop map, confidence switched off)."""
@@ -197,10 +199,15 @@ def add_results(
             styling.style_confidence(confidence, len(classes))
             confidence.setOpacity(1.0)
             layers.append(confidence)
+    probabilities = None
+    if probabilities_path:
+        probabilities = QgsRasterLayer(probabilities_path, result_layer_name("probabilities", group_name), "gdal")
+        if probabilities.isValid():
+            layers.append(probabilities)
     for layer in layers:
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
-        if layer is confidence:
+        if layer is confidence or layer is probabilities:
             node.setItemVisibilityChecked(False)  # the class map is what the user wants to see first
     return group, layers
 

@@ -48,8 +48,11 @@ def test_staged_run_names_its_final_paths_and_the_fields_split(scene, tmp_path):
     result = pipeline.map_crops(
         series, labels, str(staging), train_options=pipeline.TrainOptions(**FAST),
         pretrain_options=pipeline.PretrainOptions(**FAST), predict_options=pipeline.PredictOptions(device="cpu"),
-        final_dir=str(final),
+        final_dir=str(final), outputs=("map", "confidence", "fields", "report", "probabilities"),
     )
+    from osgeo import gdal
+
+    assert gdal.Open(str(staging / "probabilities.tif")).RasterCount == len(result.report.metrics["per_class"])
     metrics = json.loads((staging / "report" / "metrics.json").read_text())
     assert metrics["map"] == str(final / "crop_map.tif")
     assert "partial" not in (staging / "report" / "report.html").read_text()

@@ -128,6 +128,8 @@ def test_settings_are_remembered(dialog, qgis_iface):
 
 @pytest.mark.slow
 def test_run_adds_styled_results(dialog, tmp_path, wait_for):
+    assert not dialog.output_checks["probabilities"].isChecked()  # K bands: asked for, not imposed
+    dialog.output_checks["probabilities"].setChecked(True)
     task = dialog.start()
     assert task is not None, dialog.status.text()
     wait_for(lambda: dialog.last_result is not None)
@@ -141,7 +143,9 @@ def test_run_adds_styled_results(dialog, tmp_path, wait_for):
     assert group is not None
     ordered = [node.layer().name() for node in group.findLayers()]
     # Named after the run; the field outlines lie above the crop map, which they no longer hide.
-    assert ordered == ["Fields: predicted class (run1)", "Crop map (run1)", "Confidence (run1)"]
+    assert ordered == ["Fields: predicted class (run1)", "Crop map (run1)", "Confidence (run1)",
+                       "Class probabilities (run1)"]
+    assert (final / "probabilities.tif").is_file()
     layers = {node.layer().name().split(" (")[0]: node.layer() for node in group.findLayers()}
     class_map = layers["Crop map"]
     assert isinstance(class_map.renderer(), QgsPalettedRasterRenderer)
