@@ -56,14 +56,15 @@ from qgis.PyQt.QtWidgets import (
 
 from ..engine import pipeline
 from ..engine.errors import EngineError
+from ..processing import params
 from . import layers as layer_tools
+from .help_texts import guide_path, processing_help
 from .tasks import EngineTask, StagedFolder, Status, TaskResult
 
 LOG_TAG = "CropMapper"
 SETTINGS_PREFIX = "cropmapper/dialog/"
 ICON_PATH = str(Path(__file__).resolve().parent.parent / "resources" / "icon.svg")
-LAYOUTS = [("per-date", "One file per date (all bands)"), ("per-band", "One file per band and date"),
-           ("stack", "One file with all dates (stack)")]
+LAYOUTS = list(zip(params.LAYOUTS, params.LAYOUT_NAMES))
 MASK_MODES = [("none", "No cloud masks"), ("cloud", "Cloud masks (non-zero = cloud)"), ("scl", "Sentinel-2 SCL layers")]
 COL_IMAGE, COL_DATE, COL_BANDS, COL_MASK = range(4)
 
@@ -102,7 +103,9 @@ class MapCropsDialog(QDialog):
         buttons.addButton(self.run_button, QDialogButtonBox.ActionRole)
         buttons.addButton(self.cancel_button, QDialogButtonBox.ActionRole)
         buttons.addButton(QDialogButtonBox.Close)
+        buttons.addButton(QDialogButtonBox.Help)
         buttons.rejected.connect(self.close)
+        buttons.helpRequested.connect(self.show_help)
         self.run_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
 
@@ -114,6 +117,7 @@ class MapCropsDialog(QDialog):
         self.load_settings()
         self.suggest_output_folder()
         self._watch_form()
+        self._explain_controls()
 
     # ------------------------------------------------------------------------------------------------------------
     # Tabs
@@ -139,6 +143,10 @@ class MapCropsDialog(QDialog):
         remove.clicked.connect(self.remove_selected)
         clear = QPushButton("Clear")
         clear.clicked.connect(self.clear_series)
+        add_layers.setToolTip("Add raster layers of the project (their files) to the time series.")
+        add_files.setToolTip("Add image files; their dates are read from the metadata or the file names.")
+        remove.setToolTip("Remove the selected rows from the time series.")
+        clear.setToolTip("Remove every image from the time series.")
         for button in (add_layers, add_files, remove, clear):
             row.addWidget(button)
         row.addStretch(1)
@@ -149,8 +157,8 @@ class MapCropsDialog(QDialog):
         for key, label in LAYOUTS:
             self.layout_combo.addItem(label, key)
         self.stack_order_combo = QComboBox()
-        self.stack_order_combo.addItem("Date-major (d1b1, d1b2, …, d2b1, …)", "date-major")
-        self.stack_order_combo.addItem("Band-major (b1d1, b1d2, …, b2d1, …)", "band-major")
+        for key, label in zip(params.STACK_ORDERS, params.STACK_ORDER_NAMES):
+            self.stack_order_combo.addItem(label, key)
         self.layout_combo.currentIndexChanged.connect(self._layout_changed)
         form.addRow("Layout", self.layout_combo)
         form.addRow("Band order of a stack", self.stack_order_combo)
@@ -159,6 +167,7 @@ class MapCropsDialog(QDialog):
         for key, label in MASK_MODES:
             self.mask_combo.addItem(label, key)
         add_masks = QPushButton("Add masks…")
+        add_masks.setToolTip("Add one cloud mask or SCL file per date; they are matched to the images by date.")
         add_masks.clicked.connect(self._choose_masks)
         mask_row.addWidget(self.mask_combo, 1)
         mask_row.addWidget(add_masks)
@@ -205,8 +214,8 @@ class MapCropsDialog(QDialog):
         self.training_box = QGroupBox("Training")
         form = QFormLayout(self.training_box)
         self.preset_combo = QComboBox()
-        self.preset_combo.addItem("lite: small and fast (CPU, laptop)", "lite")
-        self.preset_combo.addItem("paper: published STCLN sizes (GPU)", "paper")
+        for key, label in zip(params.PRESETS, params.PRESET_NAMES):
+            self.preset_combo.addItem(label, key)
         self.epochs_spin = _spin(1, 1000, 30)
         self.label_fraction_spin = _double(0.01, 1.0, 1.0, 0.05)
         self.val_fraction_spin = _double(0.0, 0.9, 0.2, 0.05)
@@ -315,7 +324,9 @@ class MapCropsDialog(QDialog):
             date_item = QTableWidgetItem(date.isoformat() if date else "")
             date_item.setData(Qt.UserRole, date.isoformat() if date else "")
             date_item.setToolTip("The acquisition date found in the file; type YYYY-MM-DD to change it.")
-            bands_item = QTableWidgetItem(", ".join(bands))
+            bands_item = QTableWidgetItem(f"{len(bands)}: {', '.join(bands)}" if bands else "")
+            bands_item.setToolTip(f"{len(bands)} bands, in this order:\n" + "\n".join(bands) if bands else
+                                  "No band names found.")
             bands_item.setFlags(bands_item.flags() & ~Qt.ItemIsEditable)
             mask_item = QTableWidgetItem("")
             mask_item.setFlags(mask_item.flags() & ~Qt.ItemIsEditable)
@@ -815,6 +826,76 @@ class MapCropsDialog(QDialog):
                 self.iface.messageBar().pushMessage("CropMapper", text, level, 8)
             except Exception:  # noqa: BLE001 - no message bar (e.g. closing QGIS)
                 pass
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Help
+
+    def _explain_controls(self) -> None:
+        """A tooltip on every control (and its form label): Processing's help text where the option is the same."""
+        help_of = processing_help()
+        same_as_processing = {
+            self.layout_combo: params.LAYOUT, self.stack_order_combo: params.STACK_ORDER,
+            self.polygons_combo: params.POLYGONS, self.class_field_combo: params.CLASS_FIELD,
+            self.preset_combo: params.PRESET, self.epochs_spin: params.EPOCHS,
+            self.label_fraction_spin: params.LABEL_FRACTION, self.val_fraction_spin: params.VAL_FRACTION,
+            self.test_fraction_spin: params.TEST_FRACTION, self.pretrain_box: params.PRETRAIN,
+            self.pretrain_epochs_spin: params.PRETRAIN_EPOCHS, self.mask_ratio_spin: params.MASK_RATIO,
+            self.device_combo: params.DEVICE, self.tile_spin: params.TILE, self.overlap_spin: params.OVERLAP,
+            self.batch_spin: params.PREDICT_BATCH, self.output_folder: "OUTPUT_FOLDER",
+            self.existing_model: "EXISTING_MODEL", self.existing_radio: "EXISTING_MODEL",
+            self.series_table: params.SERIES,
+        }
+        for widget, name in same_as_processing.items():
+            widget.setToolTip(help_of.get(name, ""))
+        own = {
+            self.mask_combo: f"{help_of.get(params.CLOUD_MASKS, '')} Or: {help_of.get(params.SCL, '')}",
+            self.train_radio: "Pre-train (optionally) and train a model on the labelled fields, then map.",
+            self.run_name: "The sub-folder of the output folder for this run; its name also names the layers.",
+            self.class_preview: "The classes found in the class field, with the number of polygons of each.",
+            self.device_label: "The devices PyTorch found on this computer.",
+            self.run_button: "Check the inputs, then run every step in the background.",
+            self.cancel_button: "Stop the run; nothing of it is written.",
+        }
+        outputs = {"map": "GeoTIFF of class values, styled with the class names and colours (always written).",
+                   "confidence": "Probability of the mapped class per pixel.",
+                   "fields": "Your polygons with their predicted class, its probability and their use (crop_split).",
+                   "report": "Accuracy on the test fields: HTML, JSON and CSV.",
+                   "probabilities": "One band per class with its probability (K times the map's size)."}
+        own.update({self.output_checks[key]: text for key, text in outputs.items()})
+        for widget, text in own.items():
+            widget.setToolTip(text)
+        for form in self.findChildren(QFormLayout):
+            for row in range(form.rowCount()):
+                label, field = (form.itemAt(row, role) for role in (QFormLayout.LabelRole, QFormLayout.FieldRole))
+                if label is not None and field is not None and label.widget() is not None:
+                    tip = field.widget().toolTip() if field.widget() is not None else self._row_tip(field.layout())
+                    label.widget().setToolTip(tip)
+
+    @staticmethod
+    def _row_tip(row) -> str:
+        """The tooltip of the first control of a row laid out in a box."""
+        for index in range(row.count() if row is not None else 0):
+            widget = row.itemAt(index).widget()
+            if widget is not None and widget.toolTip():
+                return widget.toolTip()
+        return ""
+
+    def show_help(self) -> None:
+        """The user guide (shipped with the plugin) in a window of its own."""
+        guide = Path(guide_path())
+        window = QDialog(self)
+        window.setWindowTitle("CropMapper: user guide")
+        window.resize(900, 700)
+        browser = QTextBrowser()
+        browser.setOpenExternalLinks(True)
+        browser.setSearchPaths([str(guide.parent)])
+        if guide.is_file():
+            browser.setMarkdown(guide.read_text(encoding="utf-8"))
+        else:
+            browser.setPlainText(f"The user guide '{guide}' is missing from the plugin folder: reinstall the plugin.")
+        QVBoxLayout(window).addWidget(browser)
+        self.help_window = window
+        window.show()
 
     # ------------------------------------------------------------------------------------------------------------
     # Settings

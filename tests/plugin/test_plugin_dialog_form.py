@@ -73,3 +73,68 @@ def test_a_user_error_is_a_warning_in_the_log_and_clears_the_results(fresh, slov
     assert about and all(level == Qgis.Warning for _m, level in about)
     assert not any("Traceback" in m for m, _level in logged)
     assert "failed" in fresh.results_view.toPlainText() and fresh.progress.value() == 0
+
+
+_PROVIDERS: list = []  # the provider owns its algorithms: it must outlive them
+
+
+def _algorithms() -> dict:
+    """The provider's algorithms, initialised (as test_plugin_load does: no Processing framework needed)."""
+    from cropmapper.processing.provider import CropMapperProvider
+
+    provider = CropMapperProvider()
+    _PROVIDERS.append(provider)
+    provider.loadAlgorithms()
+    for algorithm in provider.algorithms():
+        algorithm.initAlgorithm()
+    return {algorithm.name(): algorithm for algorithm in provider.algorithms()}
+
+
+def test_every_control_explains_itself_with_processings_words(fresh):
+    from qgis.PyQt.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QFormLayout, QLineEdit
+
+    from cropmapper.processing import params
+
+    algorithm = _algorithms()["mapcrops"]
+    assert fresh.tile_spin.toolTip() == algorithm.parameterDefinition(params.TILE).help() != ""
+    assert fresh.mask_ratio_spin.toolTip() == algorithm.parameterDefinition(params.MASK_RATIO).help()
+    controls = [w for kind in (QAbstractSpinBox, QComboBox, QAbstractButton, QLineEdit) for w in fresh.findChildren(kind)
+                if w.isVisibleTo(fresh) or w.parent() is not None]
+    silent = [w for w in controls if not w.toolTip() and not _inside_tooltipped(w, fresh)]
+    assert not silent, [f"{type(w).__name__} {getattr(w, 'text', lambda: '')()!r}" for w in silent]
+    labels = [form.itemAt(r, QFormLayout.LabelRole).widget() for form in fresh.findChildren(QFormLayout)
+              for r in range(form.rowCount()) if form.itemAt(r, QFormLayout.LabelRole) is not None]
+    assert labels and all(label.toolTip() for label in labels)
+
+
+def _inside_tooltipped(widget, top) -> bool:
+    """Parts of composite widgets (a file widget's line edit and button, a spin box's editor, tab bars) are covered
+    by their owner's tooltip or are Qt's own furniture."""
+    from qgis.PyQt.QtWidgets import QTabBar
+
+    parent = widget.parent()
+    while parent is not None and parent is not top:
+        if parent.toolTip() or isinstance(parent, QTabBar):
+            return True
+        if type(parent).__name__ in ("QgsFileWidget", "QDialogButtonBox", "QTabBar", "QgsFilterLineEdit"):
+            return bool(parent.toolTip()) or type(parent).__name__ == "QDialogButtonBox"
+        parent = parent.parent()
+    return False
+
+
+def test_processing_labels_and_choices_read_well():
+    algorithms = _algorithms()
+    for algorithm in algorithms.values():
+        for definition in algorithm.parameterDefinitions():
+            assert "(optional)" not in definition.description(), (algorithm.name(), definition.name())
+    mapcrops = algorithms["mapcrops"]
+    assert mapcrops.parameterDefinition("LAYOUT").options()[0] == "One file per date (all bands)"
+    url = mapcrops.helpUrl()
+    assert url.startswith("file://") and Path(url[len("file://"):]).is_file()
+
+
+def test_help_button_opens_the_user_guide(fresh):
+    fresh.show_help()
+    text = fresh.help_window.findChildren(__import__("qgis.PyQt.QtWidgets", fromlist=["QTextBrowser"]).QTextBrowser)[0]
+    assert "Map crops" in text.toPlainText()
+    fresh.help_window.close()
