@@ -58,6 +58,7 @@ from ..engine import pipeline
 from ..engine.errors import EngineError
 from ..processing import params
 from . import layers as layer_tools
+from .eta import estimate_text
 from .help_texts import guide_path, processing_help
 from .tasks import EngineTask, StagedFolder, Status, TaskResult
 
@@ -82,6 +83,7 @@ class MapCropsDialog(QDialog):
         self.result_layers: list = []
         self.staged: Optional[StagedFolder] = None
         self.showing_problems = False
+        self.estimate_task: Optional[EngineTask] = None
         self.setWindowTitle("CropMapper: Map crops")
         self.setWindowIcon(QIcon(ICON_PATH))
         self.resize(820, 640)
@@ -262,6 +264,16 @@ class MapCropsDialog(QDialog):
         self.run_name.setPlaceholderText("cropmap_<date>_<time>")
         form.addRow("Output folder", self.output_folder)
         form.addRow("Run name (sub-folder)", self.run_name)
+        estimate_row = QHBoxLayout()
+        self.estimate_button = QPushButton("Estimate")
+        self.estimate_button.setToolTip("Times a few training and mapping steps of the chosen model on this device "
+                                        "(a few seconds) and multiplies by the steps of the run.")
+        self.estimate_button.clicked.connect(self.estimate_time)
+        self.estimate_label = QLabel("How long the run will take on this device: press Estimate.")
+        self.estimate_label.setWordWrap(True)
+        estimate_row.addWidget(self.estimate_label, 1)
+        estimate_row.addWidget(self.estimate_button)
+        form.addRow("Expected time", estimate_row)
         layout.addLayout(form)
         outputs = QGroupBox("Outputs")
         row = QHBoxLayout(outputs)
@@ -668,6 +680,76 @@ class MapCropsDialog(QDialog):
             elif self.run_name.text().strip() and self.run_folder().exists():
                 problems.append(f"'{self.run_folder()}' exists already: choose another run name.")
         return problems
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Expected time
+
+    def estimate_time(self) -> Optional[EngineTask]:
+        """Times a few steps of the chosen model on the chosen device in the background; the answer goes into
+        ``estimate_label`` (returns the task, None when the inputs needed are not there yet)."""
+        shape = self._run_shape()
+        if isinstance(shape, str):
+            self.estimate_label.setText(shape)
+            return None
+        training = self.train_radio.isChecked()
+        pretrain = self.pretrain_options() if training else None
+        train = self.train_options()
+        predict = self.predict_options()
+
+        def job(progress, cancelled):
+            from ..engine.estimate import estimate_run
+
+            progress(0.0, "Timing a few steps")
+            return estimate_run(
+                **shape, pretrain_epochs=pretrain.epochs if pretrain else None,
+                train_epochs=train.epochs if training else 0, preset=train.preset, crop=train.crop,
+                batch_size=train.batch_size, tile=predict.tile, overlap=predict.overlap,
+                predict_batch=predict.batch_size, device=predict.device,
+            )
+
+        task = EngineTask("CropMapper: estimating the run's time", job)
+        task.done.connect(self._estimate_done)
+        self.estimate_button.setEnabled(False)
+        self.estimate_label.setText("Timing a few steps on this device …")
+        self.estimate_task = task
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def _run_shape(self):
+        """Bands, dates, size, labelled area (pixels) and classes of the run; a sentence when they are not known."""
+        from osgeo import gdal
+
+        paths = self.series_paths()
+        if not paths:
+            return "Add the time series first (tab 1)."
+        dataset = gdal.OpenEx(paths[0], gdal.OF_RASTER)
+        if dataset is None:
+            return f"Cannot read '{paths[0]}'."
+        bands = len(self.series_table.item(0, COL_BANDS).text().split(",")) if self.layout_key() == "per-band" \
+            else dataset.RasterCount
+        dates = len(paths) if self.layout_key() != "stack" else max(1, dataset.RasterCount // max(bands, 1))
+        width, height = dataset.RasterXSize, dataset.RasterYSize
+        area, classes = width * height, 2
+        layer, field = self.polygons(), self.class_field_combo.currentField()
+        if self.train_radio.isChecked():
+            if layer is None or not field:
+                return "Choose the labelled fields and their class field first (tab 2)."
+            raster = QgsRasterLayer(paths[0], "reference", "gdal")
+            extent = layer_tools.extent_in(layer, raster.crs())
+            if extent is not None:
+                pixel = raster.rasterUnitsPerPixelX() * raster.rasterUnitsPerPixelY()
+                area = int(min(width * height, extent.intersect(raster.extent()).area() / max(pixel, 1e-12)))
+            classes = len(layer_tools.class_counts(layer, field))
+        return {"bands": bands, "dates": dates, "width": width, "height": height, "labelled_area": max(area, 1),
+                "classes": classes}
+
+    def _estimate_done(self, result: TaskResult) -> None:
+        self.estimate_button.setEnabled(True)
+        self.estimate_task = None
+        if not result.ok:
+            self.estimate_label.setText(f"No estimate: {result.message}")
+            return
+        self.estimate_label.setText(estimate_text(result.value))
 
     # ------------------------------------------------------------------------------------------------------------
     # Running

@@ -32,6 +32,15 @@ def format_duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def estimate_text(estimate) -> str:
+    """An ``engine.estimate.RunEstimate`` in words: the total, then each step the run makes."""
+    parts = [(name, seconds) for name, seconds in (("pre-training", estimate.pretrain), ("training", estimate.train),
+                                                   ("mapping", estimate.predict)) if seconds > 0]
+    steps = ", ".join(f"{name} {format_duration(seconds)}" for name, seconds in parts)
+    return (f"About {format_duration(estimate.total)} on {estimate.device} ({steps}), timed just now with a few "
+            "steps; a busy computer takes longer.")
+
+
 @dataclass
 class _Step:
     name: str

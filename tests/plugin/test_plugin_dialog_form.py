@@ -138,3 +138,21 @@ def test_help_button_opens_the_user_guide(fresh):
     text = fresh.help_window.findChildren(__import__("qgis.PyQt.QtWidgets", fromlist=["QTextBrowser"]).QTextBrowser)[0]
     assert "Map crops" in text.toPlainText()
     fresh.help_window.close()
+
+
+@pytest.mark.slow
+def test_expected_time_before_run(fresh, slovenia, wait_for):
+    assert fresh.estimate_time() is None and "time series" in fresh.estimate_label.text()
+    fresh.add_series_files(slovenia["images"])
+    layer = QgsVectorLayer(slovenia["polygons"], "fields", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    fresh.set_polygons(layer, slovenia["field"])
+    fresh.device_combo.setCurrentIndex(fresh.device_combo.findData("cpu"))
+    shape = fresh._run_shape()
+    assert shape["bands"] == 1 and shape["dates"] == 4 and shape["classes"] == 5
+    assert 0 < shape["labelled_area"] <= shape["width"] * shape["height"]
+    task = fresh.estimate_time()
+    assert task is not None
+    wait_for(lambda: fresh.estimate_task is None, timeout=180)
+    text = fresh.estimate_label.text()
+    assert text.startswith("About") and "pre-training" in text and "training" in text and "mapping" in text, text
