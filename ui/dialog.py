@@ -574,7 +574,7 @@ class MapCropsDialog(QDialog):
         layer, field = self.polygons(), self.class_field_combo.currentField()
         if layer is None or not field:
             return None
-        path, layer_name = layer_tools.vector_path(layer, export_dir)
+        path, layer_name = layer_tools.vector_path(layer, export_dir, field)
         colors = layer_tools.categorized_colors(layer, field) or None
         return pipeline.LabelInput(path=path, class_field=field, layer=layer_name, colors=colors)
 

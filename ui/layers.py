@@ -13,6 +13,7 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsCsException,
+    QgsFields,
     QgsLayerTreeGroup,
     QgsMapLayer,
     QgsProject,
@@ -43,10 +44,12 @@ def raster_path(layer: QgsRasterLayer) -> str:
     return parts.get("path") or layer.source()
 
 
-def vector_path(layer: QgsVectorLayer, export_dir: Optional[str] = None) -> tuple[str, Optional[str]]:
-    """(file, layer name) of a vector layer; a layer that is not a plain OGR file (memory, subset, web) is exported to
-    a GeoPackage in ``export_dir`` first."""
-    if layer.providerType() == "ogr" and not layer.subsetString():
+def vector_path(layer: QgsVectorLayer, export_dir: Optional[str] = None,
+                field: Optional[str] = None) -> tuple[str, Optional[str]]:
+    """(file, layer name) of a vector layer; a layer that is not a plain OGR file (memory, subset, web), or whose
+    ``field`` exists only in QGIS (a virtual, joined or unsaved field), is exported to a GeoPackage in ``export_dir``
+    first, so the engine reads what QGIS shows."""
+    if layer.providerType() == "ogr" and not layer.subsetString() and not _qgis_only_field(layer, field):
         parts = QgsProviderRegistry.instance().decodeUri("ogr", layer.source())
         path = parts.get("path")
         if path and Path(path).is_file():
@@ -63,6 +66,12 @@ def vector_path(layer: QgsVectorLayer, export_dir: Optional[str] = None) -> tupl
     if error != QgsVectorFileWriter.NoError:
         raise LayerError(f"Cannot export layer '{layer.name()}' for the engine: {message}")
     return str(target), options.layerName
+
+
+def _qgis_only_field(layer: QgsVectorLayer, field: Optional[str]) -> bool:
+    index = layer.fields().indexOf(field) if field else -1
+    return index >= 0 and layer.fields().fieldOrigin(index) in (QgsFields.OriginExpression, QgsFields.OriginJoin,
+                                                                  QgsFields.OriginEdit)
 
 
 def categorized_colors(layer: QgsVectorLayer, field: str) -> dict[str, Color]:

@@ -90,3 +90,19 @@ def test_every_field_offered_is_one_the_engine_reads(new_dialog, slovenia):
     with pytest.raises(EngineError, match=r"own class in 'fid' \(88 classes for 88 polygons\).*id rather than"):
         rasterize_fields(labels.path, grid, labels.class_field, layer=labels.layer)
     assert len(layer_tools.class_counts(layer, "fid")) == 88
+
+
+def test_a_virtual_field_is_exported_so_the_engine_reads_it(new_dialog, slovenia, tmp_path):
+    from qgis.core import QgsField
+    from qgis.PyQt.QtCore import QVariant
+
+    layer = QgsVectorLayer(slovenia["polygons"], "LULC", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    layer.addExpressionField("upper(\"LULC_NAME\")", QgsField("CLASS_UPPER", QVariant.String))
+    new_dialog.set_polygons(layer, "CLASS_UPPER")
+    labels = new_dialog.label_input(export_dir=str(tmp_path))
+    assert labels.path != slovenia["polygons"] and labels.path.startswith(str(tmp_path))
+    exported = QgsVectorLayer(f"{labels.path}|layername={labels.layer}", "x", "ogr")
+    assert "FOREST" in {f["CLASS_UPPER"] for f in exported.getFeatures()}
+    new_dialog.class_field_combo.setField("LULC_NAME")
+    assert new_dialog.label_input().path == slovenia["polygons"]  # a field of the file: read in place

@@ -63,10 +63,14 @@ def test_task_messages_carry_the_time_left(wait_for):
     task = EngineTask("CropMapper: test", job)
     messages = []
     results = []
+    descriptions = []
     task.message.connect(messages.append)
+    task.message.connect(lambda _m: descriptions.append(task.description()))  # after the task's own slot
     task.done.connect(results.append)
     QgsApplication.taskManager().addTask(task)
     wait_for(lambda: bool(results), timeout=60)
     assert results[0].status is Status.SUCCESS
     with_eta = [m for m in messages if "left in this step" in m]
     assert with_eta and with_eta[-1].startswith("Training: epoch 4/4 (about")
+    assert descriptions[0] == "CropMapper: test"  # nothing to go on yet
+    assert any(d.startswith("CropMapper: test: about") and "in all" in d for d in descriptions)  # the task manager
