@@ -14,8 +14,7 @@ from typing import Optional
 
 from .regions import BLOCK, PRETRAIN_BUDGET
 
-PROBE_STEPS = 1  # timed steps of each kind, after one untimed warm-up step
-PROBE_BATCH = 2  # crops / tiles per probe step; the time is scaled to the run's batch sizes (about linear)
+PROBE_BATCHES = (2, 4)  # crops / tiles per timed probe step; the run's batch sizes are extrapolated from these
 
 
 @dataclass
@@ -63,7 +62,7 @@ def estimate_run(
     predict_batch: int = 16,
     device: str = "auto",
 ) -> RunEstimate:
-    """Times ``PROBE_STEPS`` training steps and prediction batches of the ``preset`` model on ``device``.
+    """Times a few training steps and prediction batches of the ``preset`` model on ``device``.
 
     ``labelled_area``: pixels of the labelled fields' extent (training crops are drawn there); ``pretrain_epochs``
     None when there is no pre-training. Takes a few seconds on a CPU.
@@ -72,6 +71,7 @@ def estimate_run(
 
     from .device import resolve_device
     from .model import STCLN, make_config
+    from .model.fast import inference_context, prepare_for_inference
 
     target = resolve_device(device)
     model = STCLN(make_config(preset, bands, max(2, classes))).to(target)
@@ -83,23 +83,25 @@ def estimate_run(
         valid = torch.ones(size, dates, side, side, dtype=torch.bool, device=target)
         return x, positions, valid
 
-    def train_step() -> None:
-        x, positions, valid = batch(min(batch_size, PROBE_BATCH), crop)
+    def train_step(size: int) -> None:
+        x, positions, valid = batch(size, crop)
         loss = model(x, positions, valid).float().square().mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
 
-    def predict_step() -> None:
-        with torch.inference_mode():
-            model(*batch(min(predict_batch, PROBE_BATCH), tile))
-
     model.train()
-    train_seconds = _timed(train_step, target) * batch_size / min(batch_size, PROBE_BATCH)
-    model.eval()
-    predict_seconds = _timed(predict_step, target) * predict_batch / min(predict_batch, PROBE_BATCH)
+    train_seconds = _extrapolated(train_step, batch_size, target)
+    # Prediction runs the model as predict_raster does (folded, channels-last, bf16 where the CPU has it).
+    fast = prepare_for_inference(model, target)
 
-    step = max(1, tile - 2 * overlap)
+    def predict_step(size: int) -> None:
+        with torch.inference_mode(), inference_context(target):
+            fast(*batch(size, tile))
+
+    predict_seconds = _extrapolated(predict_step, predict_batch, target)
+
+    step = max(1, tile - overlap)  # as inference.weights.tile_step
     tiles = math.ceil(width / step) * math.ceil(height / step)
     pretrain = 0.0
     if pretrain_epochs:
@@ -110,20 +112,21 @@ def estimate_run(
     return RunEstimate(pretrain, train, predict, train_seconds, predict_seconds, str(target))
 
 
-def _timed(step, device) -> float:
-    """Seconds of one ``step()``: the median of ``PROBE_STEPS`` runs after a warm-up."""
+def _extrapolated(step, batch_size: int, device) -> float:
+    """Seconds of ``step(batch_size)``, from timed steps of the ``PROBE_BATCHES`` sizes after a warm-up: a fixed
+    cost per step plus a cost per crop, fitted through the two (never less than the larger probe's share)."""
     import torch
 
-    def sync() -> None:
+    def timed(size: int) -> float:
+        began = time.perf_counter()
+        step(size)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+        return time.perf_counter() - began
 
-    step()
-    sync()
-    times = []
-    for _ in range(PROBE_STEPS):
-        began = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - began)
-    return sorted(times)[len(times) // 2]
+    small, large = PROBE_BATCHES
+    timed(small)  # warm-up: first calls allocate and pick kernels
+    t_small, t_large = timed(small), timed(large)
+    per_item = max((t_large - t_small) / (large - small), 0.0)
+    fitted = t_small + per_item * (batch_size - small)
+    return max(fitted, t_large * batch_size / large * 0.5, 1e-6)

@@ -26,7 +26,8 @@ def test_estimate_is_the_timed_steps_times_the_runs_steps():
     assert with_pretraining.train_step > 0 and with_pretraining.predict_batch > 0
     assert with_pretraining.train == pytest.approx(5 * steps_per_epoch(400, 8, 2) * with_pretraining.train_step)
     assert with_pretraining.pretrain == pytest.approx(3 * steps_per_epoch(40 * 24, 8, 2) * with_pretraining.train_step)
-    assert with_pretraining.predict == pytest.approx(math.ceil(5 * 3 / 2) * with_pretraining.predict_batch)
+    tiles = math.ceil(40 / 8) * math.ceil(24 / 8)  # overlap 0: tiles side by side
+    assert with_pretraining.predict == pytest.approx(math.ceil(tiles / 2) * with_pretraining.predict_batch)
     assert with_pretraining.total == pytest.approx(
         with_pretraining.pretrain + with_pretraining.train + with_pretraining.predict)
     mapping_only = estimate_run(**shape, pretrain_epochs=None, train_epochs=0)
