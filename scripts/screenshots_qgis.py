@@ -70,6 +70,16 @@ def open_dialog():
     dialog.estimate_time()  # the Run tab's expected time (a few timed steps; shot a little later)
 
 
+def wait_for_estimate():
+    import time
+
+    dialog = plugins["cropmapper"].dialog
+    end = time.monotonic() + 240
+    while dialog.estimate_task is not None and time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.1)
+
+
 def shot_tab(index, name):
     def shoot():
         dialog = plugins["cropmapper"].dialog
@@ -140,7 +150,8 @@ def show_installer():
 later(setup, 3000)
 later(open_dialog, 2000)
 later(shot_tab(0, "dialog_series.png"), 500)
-later(shot_tab(1, "dialog_training.png"), 20000)  # the estimate started in open_dialog needs the time
+later(shot_tab(1, "dialog_training.png"), 500)
+later(wait_for_estimate, 500)  # the Run tab shows the expected time started in open_dialog
 later(shot_tab(2, "dialog_run.png"), 500)
 later(load_results, 4000)
 later(shoot_main, 500)

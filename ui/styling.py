@@ -8,6 +8,7 @@ from typing import Optional
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
+    QgsColorRampLegendNodeSettings,
     QgsColorRampShader,
     QgsFillSymbol,
     QgsPalettedRasterRenderer,
@@ -54,6 +55,10 @@ def style_confidence(layer: QgsRasterLayer, n_classes: Optional[int] = None) -> 
     shader_function = QgsColorRampShader(minimum, maximum)
     shader_function.setColorRampType(QgsColorRampShader.Interpolated)
     shader_function.setColorRampItemList(items)
+    legend = QgsColorRampLegendNodeSettings()  # the layer tree shows a continuous ramp labelled at its two ends
+    legend.setMinimumLabel(stops[0][2])
+    legend.setMaximumLabel(stops[-1][2])
+    shader_function.setLegendSettings(legend)
     shader = QgsRasterShader(minimum, maximum)
     shader.setRasterShaderFunction(shader_function)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)

@@ -96,6 +96,7 @@ def confidence_qml(n_classes: Optional[int] = None) -> str:
       <rastershader>
         <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" minimumValue="{low}" maximumValue="1">
 {items}
+          <rampLegendSettings minimumLabel={quoteattr(stops[0][2])} maximumLabel={quoteattr(stops[-1][2])} prefix="" suffix="" direction="0" useContinuousLegend="1" orientation="2"/>
         </colorrampshader>
       </rastershader>
     </rasterrenderer>

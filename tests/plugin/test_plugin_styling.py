@@ -51,6 +51,8 @@ def test_confidence_ramp_stretches_from_a_guess_to_certain(tmp_path):
     assert low != high  # the two ends of the data now get visibly different colours
     legend = [text for text, _color in renderer.legendSymbologyItems()]
     assert any("guess among 5" in t for t in legend)
+    tree_legend = renderer.shader().rasterShaderFunction().legendSettings()  # the layer tree's continuous ramp
+    assert "guess among 5" in tree_legend.minimumLabel() and "certain" in tree_legend.maximumLabel()
     # Without K: the layer's own range.
     styling.style_confidence(layer)
     assert (layer.renderer().classificationMin(), layer.renderer().classificationMax()) == pytest.approx((0.4, 0.77))
@@ -58,8 +60,10 @@ def test_confidence_ramp_stretches_from_a_guess_to_certain(tmp_path):
     from cropmapper.engine.inference.styles import confidence_qml
 
     (tmp_path / "conf.qml").write_text(confidence_qml(5))
-    reopened = QgsRasterLayer(path, "again", "gdal").renderer()
+    reopened_layer = QgsRasterLayer(path, "again", "gdal")
+    reopened = reopened_layer.renderer()
     assert (reopened.classificationMin(), reopened.classificationMax()) == pytest.approx((0.2, 1.0))
+    assert "guess among 5" in reopened.shader().rasterShaderFunction().legendSettings().minimumLabel()
 
 
 def test_field_outlines_leave_the_crop_map_visible():
