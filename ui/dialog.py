@@ -271,6 +271,8 @@ class MapCropsDialog(QDialog):
         self.estimate_button.clicked.connect(self.estimate_time)
         self.estimate_label = QLabel("How long the run will take on this device: press Estimate.")
         self.estimate_label.setWordWrap(True)
+        self.estimate_label.setToolTip("Timed just now with a few steps of the model; validation, reading and "
+                                       "writing are not timed, and a busy computer is slower.")
         estimate_row.addWidget(self.estimate_label, 1)
         estimate_row.addWidget(self.estimate_button)
         form.addRow("Expected time", estimate_row)

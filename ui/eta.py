@@ -37,8 +37,7 @@ def estimate_text(estimate) -> str:
     parts = [(name, seconds) for name, seconds in (("pre-training", estimate.pretrain), ("training", estimate.train),
                                                    ("mapping", estimate.predict)) if seconds > 0]
     steps = ", ".join(f"{name} {format_duration(seconds)}" for name, seconds in parts)
-    return (f"About {format_duration(estimate.total)} on {estimate.device} ({steps}), timed just now with a few "
-            "steps; a busy computer takes longer.")
+    return f"About {format_duration(estimate.total)} on {estimate.device}: {steps}."
 
 
 @dataclass
