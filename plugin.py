@@ -34,6 +34,7 @@ class CropMapperPlugin:
         self.toolbar = None
         self.dialog = None
         self.installer_dialog = None
+        self.dependency_message = None  # the message bar's "torch is not installed" item, while it is shown
 
     # Processing (also under qgis_process, where iface is None)
     def initProcessing(self) -> None:  # noqa: N802 (QGIS's name)
@@ -103,13 +104,25 @@ class CropMapperPlugin:
             button.clicked.connect(self.show_installer)
             item.layout().addWidget(button)
             bar.pushWidget(item, Qgis.Warning)
+            self.dependency_message = item
         return missing
+
+    def dependencies_installed(self, result) -> None:
+        """After a successful install: the warning that they are missing goes (it would stay until a restart)."""
+        if not result.ok or installer.missing_dependencies() or self.dependency_message is None:
+            return
+        try:
+            self.iface.messageBar().popWidget(self.dependency_message)
+        except RuntimeError:  # the user closed it already
+            pass
+        self.dependency_message = None
 
     def show_installer(self) -> None:
         from .ui.installer_dialog import InstallerDialog
 
         if self.installer_dialog is None:
             self.installer_dialog = InstallerDialog(self.iface.mainWindow() if self.iface else None)
+            self.installer_dialog.installed.connect(self.dependencies_installed)
         self.installer_dialog.show()
         self.installer_dialog.raise_()
 

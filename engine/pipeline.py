@@ -111,6 +111,7 @@ class TrainOutcome:
     split: dict  # number of fields and pixels in train / val / test
     warnings: list[str]
     seconds: float
+    field_splits: dict[int, str] = field(default_factory=dict)  # feature id -> train | val | test | unused
 
 
 @dataclass
@@ -253,8 +254,11 @@ def train(
     init_model: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
+    init_model_name: Optional[str] = None,
 ) -> TrainOutcome:
-    """Fine-tunes STCLN on the labelled fields (from a pre-trained model, or from scratch); writes a ``.cropmodel``."""
+    """Fine-tunes STCLN on the labelled fields (from a pre-trained model, or from scratch); writes a ``.cropmodel``.
+
+    ``init_model_name``: how the model's provenance names ``init_model`` (its final path when it is staged)."""
     from .bundle import ModelBundle
     from .data import band_statistics, rasterize_fields, split_fields
     from .model import date_positions, make_config, season_start_for
@@ -321,13 +325,15 @@ def train(
         cancelled=cancelled,
     )
     split_summary = _split_summary(fields, split)
+    field_splits = {fields.field_fids[i]: name for name in ("train", "val", "test", "unused")
+                    for i in getattr(split, name)}
     warnings = list(fields.warnings) + series_warnings
     _save_model(
         out_model, config, result.state_dict, bands, mean, std, encoding, season_start, classes, split.to_dict(),
         step="train",
         inputs=inputs,
         labels={"path": str(labels.path), "layer": labels.layer, "class_field": labels.class_field},
-        init_model=str(init_model) if init_model else None,
+        init_model=str(init_model_name or init_model) if init_model else None,
         pretrained=init is not None,
         options=asdict(options),
         label_pixels={c.name: int(fields.class_pixels.get(c.value, 0)) for c in classes},
@@ -339,7 +345,8 @@ def train(
     )
     reporter.report(1.0, "Training done")
     return TrainOutcome(
-        str(out_model), result.history, result.val_metrics, split_summary, warnings, time.perf_counter() - started
+        str(out_model), result.history, result.val_metrics, split_summary, warnings, time.perf_counter() - started,
+        field_splits,
     )
 
 
@@ -357,8 +364,11 @@ def predict(
     extent: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
+    field_splits: Optional[dict[int, str]] = None,
 ) -> PredictOutcome:
-    """Maps the crops over the whole series tile by tile; writes the class map and the optional outputs."""
+    """Maps the crops over the whole series tile by tile; writes the class map and the optional outputs.
+
+    ``field_splits`` (feature id -> train / val / test) adds a ``crop_split`` column to the field-level output."""
     from .inference import field_results, predict_raster
 
     started = time.perf_counter()
@@ -392,7 +402,8 @@ def predict(
         fields_path = None
         if fields_out and _is_main_process():
             reporter.report(0.95, "Writing field-level results")
-            fields_path = field_results(bundle.classes, result, fields, fields_out, layer=fields_layer, staging=staged)
+            fields_path = field_results(bundle.classes, result, fields, fields_out, layer=fields_layer,
+                                        staging=staged, field_splits=field_splits)
         warnings = _series_warnings(ts) + _nodata_warnings(result, ts, extent)
         reporter.check()
     reporter.report(1.0, "Map written")
@@ -416,11 +427,13 @@ def evaluate(
     split: str = "test",
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
+    map_name: Optional[str] = None,
 ) -> EvaluateOutcome:
     """Accuracy of a class map against labelled fields: confusion matrix, OA, kappa, mIoU, per-class scores, areas.
 
     With a model, ``split`` picks its ``test`` (or ``val``, ``train``) fields so that the fields it learnt from are not
-    counted; ``all`` (and no model) uses every labelled field.
+    counted; ``all`` (and no model) uses every labelled field. ``map_name``: how the report names the map (its
+    final path when it is staged; default ``map_path``).
     """
     from .bundle import ModelBundle
     from .data import rasterize_fields
@@ -455,9 +468,13 @@ def evaluate(
     reporter.report(0.6, "Measuring mapped areas")
     counts = map_histogram(map_dataset, len(classes), cancelled=cancelled)
     metrics = metrics_from_confusion(cm, classes, grid.pixel_area_m2, mapped_counts=counts[1:])
+    kept = None if chosen is None else set(chosen.tolist())
+    used_fields = [fid for fid in fields.field_classes if kept is None or fid in kept]
+    for row in metrics["per_class"]:
+        row["fields"] = sum(1 for fid in used_fields if fields.field_classes[fid] == row["value"])
     metrics["split"] = split
     metrics["unmapped_reference_pixels"] = int((use & ~mapped).sum())
-    metrics["map"] = str(map_path)
+    metrics["map"] = str(map_name or map_path)
     metrics["labels"] = str(labels.path)
     map_dataset = None
     json_path, csv_path, html_path = write_reports(
@@ -479,11 +496,14 @@ def map_crops(
     outputs: tuple = ("map", "confidence", "fields", "report"),
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
+    final_dir: Optional[str] = None,
 ) -> MapCropsOutcome:
     """All steps: [pre-train] -> train (or an existing model) -> map -> field results -> accuracy report.
 
     Writes into ``out_dir``: ``model.cropmodel`` (and ``pretrained.cropmodel``), ``crop_map.tif``,
-    ``confidence.tif``, ``fields.gpkg`` and ``report/``.
+    ``confidence.tif``, ``fields.gpkg`` and ``report/`` (and ``probabilities.tif``, one band per class, when
+    ``outputs`` names ``probabilities``). ``final_dir``: where the caller moves these files after the
+    run (``out_dir`` is then a staging folder); the report and the model's provenance name the paths there.
     """
     folder = Path(out_dir)
     existed = folder.exists()
@@ -492,7 +512,7 @@ def map_crops(
     try:
         return _map_crops(
             series, labels, folder, train_options, pretrain_options, predict_options, existing_model, outputs,
-            as_reporter(progress, cancelled), cancelled,
+            as_reporter(progress, cancelled), cancelled, Path(final_dir) if final_dir else folder,
         )
     except BaseException:
         # The steps that finished wrote complete files, but a cancelled or failed job leaves none of its outputs.
@@ -513,8 +533,12 @@ def _remove_new_files(folder: Path, before: set, remove_folder: bool) -> None:
 
 
 def _map_crops(series, labels, folder, train_options, pretrain_options, predict_options, existing_model, outputs,
-               reporter, cancelled) -> MapCropsOutcome:
+               reporter, cancelled, final: Path) -> MapCropsOutcome:
     warnings: list[str] = []
+
+    def final_name(path: str) -> str:
+        return str(final / Path(path).relative_to(folder))
+
     trained: Optional[TrainOutcome] = None
     if existing_model:
         model_path = str(existing_model)
@@ -527,7 +551,8 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
             pretrain(series, init, pretrain_options, reporter.span(0.0, 0.3).report_callback(), cancelled)
             train_from = 0.3
         model_path = str(folder / "model.cropmodel")
-        trained = train(series, labels, model_path, train_options, init, reporter.span(train_from, 0.75).report_callback(), cancelled)
+        trained = train(series, labels, model_path, train_options, init, reporter.span(train_from, 0.75).report_callback(),
+                        cancelled, init_model_name=final_name(init) if init else None)
         warnings += trained.warnings
         predict_from = 0.75
     predicted = predict(
@@ -535,12 +560,14 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
         series,
         str(folder / "crop_map.tif"),
         out_confidence=str(folder / "confidence.tif") if "confidence" in outputs else None,
+        out_probabilities=str(folder / "probabilities.tif") if "probabilities" in outputs else None,
         fields=labels.path if "fields" in outputs else None,
         fields_layer=labels.layer,
         fields_out=str(folder / "fields.gpkg") if "fields" in outputs else None,
         options=predict_options,
         progress=reporter.span(predict_from, 0.95).report_callback(),
         cancelled=cancelled,
+        field_splits=trained.field_splits if trained is not None else None,
     )
     report = None
     if "report" in outputs:
@@ -549,7 +576,7 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
             warnings.append("The accuracy report uses every labelled field: some may have been used to train the model.")
         report = evaluate(
             predicted.map_path, labels, str(folder / "report"), model_path, split,
-            reporter.span(0.95, 1.0).report_callback(), cancelled,
+            reporter.span(0.95, 1.0).report_callback(), cancelled, map_name=final_name(predicted.map_path),
         )
     reporter.report(1.0, "Done")
     return MapCropsOutcome(model_path, predicted, report, trained, warnings)

@@ -42,7 +42,12 @@ class CropMapperAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     def helpUrl(self) -> str:  # noqa: N802 (QGIS's name)
-        return "https://github.com/cropmapper/cropmapper/blob/main/docs/USER_GUIDE.md"
+        """The user guide shipped with the plugin (works offline, matches the installed version)."""
+        from qgis.PyQt.QtCore import QUrl
+
+        from ..ui.help_texts import guide_path
+
+        return QUrl.fromLocalFile(guide_path()).toString()
 
     @staticmethod
     def callbacks(feedback: QgsProcessingFeedback) -> tuple[Callable[[float, str], None], Callable[[], bool]]:

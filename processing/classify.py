@@ -43,12 +43,12 @@ class ClassifyAlgorithm(CropMapperAlgorithm):
         model.setHelp("A .cropmodel file written by Train a crop model or Map crops.")
         self.addParameter(model)
         params.add_series_parameters(self)
-        fields = QgsProcessingParameterFeatureSource(self.FIELDS, "Field polygons for field-level results (optional)",
+        fields = QgsProcessingParameterFeatureSource(self.FIELDS, "Field polygons for field-level results",
                                                      [QgsProcessing.TypeVectorPolygon], optional=True)
         fields.setHelp("Polygons (e.g. parcels) that receive the class and probability of the pixels they cover.")
         self.addParameter(fields)
         params.add(self, QgsProcessingParameterFeatureSource(
-            self.AREA, "Area to map (optional)", [QgsProcessing.TypeVectorPolygon], optional=True),
+            self.AREA, "Area to map", [QgsProcessing.TypeVectorPolygon], optional=True),
             "Polygons of the area of interest: pixels outside are left as no data and tiles wholly outside skipped.")
         params.add_predict_parameters(self)
         params.add_device_parameter(self)

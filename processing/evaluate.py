@@ -49,7 +49,7 @@ class EvaluateAlgorithm(CropMapperAlgorithm):
         layer.setHelp("A class map written by CropMapper (values 1..K, 0 = no data).")
         self.addParameter(layer)
         params.add_label_parameters(self)
-        model = QgsProcessingParameterFile(self.MODEL, "Model that made the map (optional)", extension="cropmodel",
+        model = QgsProcessingParameterFile(self.MODEL, "Model that made the map", extension="cropmodel",
                                            optional=True)
         model.setHelp("Gives the class names and the training split, so that training fields are not counted.")
         self.addParameter(model)

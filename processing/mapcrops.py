@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputFile,
@@ -18,7 +20,7 @@ from ..ui.tasks import StagedFolder
 from .base import CropMapperAlgorithm, load_pipeline
 from .styling import style_outputs
 
-OUTPUT_CHOICES = ["map", "confidence", "fields", "report"]
+OUTPUT_CHOICES = ["map", "confidence", "fields", "report", "probabilities"]
 
 
 class MapCropsAlgorithm(CropMapperAlgorithm):
@@ -63,7 +65,8 @@ class MapCropsAlgorithm(CropMapperAlgorithm):
         params.add_device_parameter(self)
         outputs = QgsProcessingParameterEnum(self.OUTPUTS, "Outputs", OUTPUT_CHOICES, allowMultiple=True,
                                              defaultValue=[0, 1, 2, 3])
-        outputs.setHelp("The crop map is always written; choose the others.")
+        outputs.setHelp("The crop map is always written; choose the others. probabilities: one band per class "
+                        "(probabilities.tif), off by default because it is K times the map's size.")
         self.addParameter(outputs)
         params.add(self, QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"),
                    "Receives crop_map.tif, confidence.tif, fields.gpkg, model.cropmodel and report/ (only when the "
@@ -78,6 +81,8 @@ class MapCropsAlgorithm(CropMapperAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         pipeline = load_pipeline()
+        from ..engine.evaluation.report import reliability_warnings
+
         params.check_fractions(self, parameters, context)
         series = params.series_input(self, parameters, context)
         labels = params.label_input(self, parameters, context, feedback)
@@ -99,11 +104,12 @@ class MapCropsAlgorithm(CropMapperAlgorithm):
                 lambda: pipeline.map_crops(
                     series, labels, str(partial), train_options=train_options, pretrain_options=pretrain,
                     predict_options=predict_options, existing_model=existing, outputs=outputs, progress=progress,
-                    cancelled=cancelled,
+                    cancelled=cancelled, final_dir=str(staged.final),
                 ),
                 feedback,
             )
-        for warning in outcome.warnings:
+        trust = reliability_warnings(outcome.report.metrics) if outcome.report else []
+        for warning in outcome.warnings + trust:
             feedback.reportError(warning, fatalError=False)
         model_path = outcome.model_path if existing else staged.final_path(outcome.model_path)
         classes = pipeline.read_model_classes(model_path)
@@ -112,7 +118,8 @@ class MapCropsAlgorithm(CropMapperAlgorithm):
             staged.final_path(p) for p in (predicted.map_path, predicted.confidence_path, predicted.fields_path)
         )
         report_path = staged.final_path(outcome.report.html_path) if outcome.report else None
-        style_outputs(context, feedback, classes, map_path, confidence_path, fields_path, load=True)
+        style_outputs(context, feedback, classes, map_path, confidence_path, fields_path, load=True,
+                      run_name=Path(folder).name)
         metrics = outcome.report.metrics if outcome.report else {}
         if metrics:
             feedback.pushInfo(f"Test fields: OA {metrics.get('overall_accuracy', 0):.3f}, "

@@ -54,10 +54,15 @@ TILE = "TILE"
 OVERLAP = "OVERLAP"
 PREDICT_BATCH = "PREDICT_BATCH"
 
+# Values the engine takes (by the index Processing returns) and the names a user reads, in the same order.
 LAYOUTS = ["per-date", "per-band", "stack"]
+LAYOUT_NAMES = ["One file per date (all bands)", "One file per band and date", "One file with all dates (stack)"]
 STACK_ORDERS = ["date-major", "band-major"]
+STACK_ORDER_NAMES = ["Date-major (d1b1, d1b2, …, d2b1, …)", "Band-major (b1d1, b1d2, …, b2d1, …)"]
 PRESETS = ["lite", "paper"]
+PRESET_NAMES = ["lite: small and fast (CPU, laptop)", "paper: published STCLN sizes (GPU)"]
 MASK_MODES = ["spatiotemporal", "temporal", "spatial"]
+MASK_MODE_NAMES = ["Spatiotemporal (the paper's)", "Temporal only (ablation)", "Spatial only (ablation)"]
 
 
 def _advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
@@ -78,19 +83,20 @@ def add_series_parameters(alg: QgsProcessingAlgorithm) -> None:
          "The Sentinel-2 images, one file per date (or see Layout). Dates are read from the file metadata or names. "
          "Optional when Sentinel-2 products are given.")
     add_product_parameters(alg)
-    add(alg, QgsProcessingParameterEnum(LAYOUT, "Layout", LAYOUTS, defaultValue=0),
+    add(alg, QgsProcessingParameterEnum(LAYOUT, "Layout", LAYOUT_NAMES, defaultValue=0),
          "per-date: one multi-band file per date; per-band: one file per band and date; stack: one file with all dates.")
-    add(alg, _advanced(QgsProcessingParameterEnum(STACK_ORDER, "Band order of a stack", STACK_ORDERS, defaultValue=0)),
+    add(alg, _advanced(QgsProcessingParameterEnum(STACK_ORDER, "Band order of a stack", STACK_ORDER_NAMES,
+                                                             defaultValue=0)),
          "For the stack layout: date-major (d1b1 d1b2 ... d2b1) or band-major (b1d1 b1d2 ...).")
-    add(alg, QgsProcessingParameterMultipleLayers(CLOUD_MASKS, "Cloud masks (optional)", QgsProcessing.TypeRaster,
+    add(alg, QgsProcessingParameterMultipleLayers(CLOUD_MASKS, "Cloud masks", QgsProcessing.TypeRaster,
                                                    optional=True),
          "One mask per date, non-zero = cloud. Matched to the images by date.")
-    add(alg, QgsProcessingParameterMultipleLayers(SCL, "Sentinel-2 SCL layers (optional)", QgsProcessing.TypeRaster,
+    add(alg, QgsProcessingParameterMultipleLayers(SCL, "Sentinel-2 SCL layers", QgsProcessing.TypeRaster,
                                                    optional=True),
          "One scene classification layer per date; cloud, shadow, snow and nodata classes are masked.")
-    add(alg, _advanced(QgsProcessingParameterString(DATES, "Acquisition dates (optional)", optional=True)),
+    add(alg, _advanced(QgsProcessingParameterString(DATES, "Acquisition dates", optional=True)),
          "Comma-separated YYYY-MM-DD, one per image in the order given; overrides the dates found in the files.")
-    add(alg, _advanced(QgsProcessingParameterString(BAND_NAMES, "Band names (optional)", optional=True)),
+    add(alg, _advanced(QgsProcessingParameterString(BAND_NAMES, "Band names", optional=True)),
          "Comma-separated band names, e.g. B02,B03,B04,B08; default: the band descriptions of the files.")
 
 
@@ -191,7 +197,7 @@ def _product_area(alg, parameters, context) -> tuple[Optional[tuple], Optional[s
 
 # Labels
 def add_label_parameters(alg: QgsProcessingAlgorithm, optional: bool = False) -> None:
-    add(alg, QgsProcessingParameterFeatureSource(POLYGONS, "Labelled field polygons" + (" (optional)" if optional else ""),
+    add(alg, QgsProcessingParameterFeatureSource(POLYGONS, "Labelled field polygons",
                                                   [QgsProcessing.TypeVectorPolygon], optional=optional),
          "Digitised fields with a crop-class attribute. Fields are split into training, validation and test sets.")
     add(alg, QgsProcessingParameterField(CLASS_FIELD, "Class field", parentLayerParameterName=POLYGONS,
@@ -227,7 +233,7 @@ def add_device_parameter(alg: QgsProcessingAlgorithm) -> None:
 
 
 def add_train_parameters(alg: QgsProcessingAlgorithm, epochs: int = 30) -> None:
-    add(alg, QgsProcessingParameterEnum(PRESET, "Model size", PRESETS, defaultValue=0),
+    add(alg, QgsProcessingParameterEnum(PRESET, "Model size", PRESET_NAMES, defaultValue=0),
          "lite: small and fast, for CPUs and laptops; paper: the published STCLN sizes (use a GPU).")
     add(alg, QgsProcessingParameterNumber(EPOCHS, "Training epochs", QgsProcessingParameterNumber.Integer,
                                            defaultValue=epochs, minValue=1),
@@ -284,7 +290,7 @@ def add_pretrain_parameters(alg: QgsProcessingAlgorithm, switch: bool = False, e
     add(alg, QgsProcessingParameterNumber(MASK_RATIO, "Mask ratio", QgsProcessingParameterNumber.Double,
                                            defaultValue=0.4, minValue=0.05, maxValue=0.95),
          "Share of (date, pixel) observations hidden and reconstructed; the paper uses 0.4.")
-    add(alg, _advanced(QgsProcessingParameterEnum(MASK_MODE, "Masking", MASK_MODES, defaultValue=0)),
+    add(alg, _advanced(QgsProcessingParameterEnum(MASK_MODE, "Masking", MASK_MODE_NAMES, defaultValue=0)),
          "spatiotemporal (the paper's), or temporal-only / spatial-only for ablation.")
     add(alg, _advanced(QgsProcessingParameterNumber(STEPS_PER_EPOCH, "Steps per epoch (0 = automatic)",
                                                      QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0)),

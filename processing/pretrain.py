@@ -28,7 +28,7 @@ class PretrainAlgorithm(CropMapperAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         params.add_series_parameters(self)
-        params.add(self, QgsProcessingParameterEnum(params.PRESET, "Model size", params.PRESETS, defaultValue=0),
+        params.add(self, QgsProcessingParameterEnum(params.PRESET, "Model size", params.PRESET_NAMES, defaultValue=0),
                    "lite: small and fast, for CPUs and laptops; paper: the published STCLN sizes (use a GPU).")
         params.add_pretrain_parameters(self)
         params.add_device_parameter(self)

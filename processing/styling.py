@@ -9,6 +9,7 @@ from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProcessing
 
 from ..engine.classes import ClassTable
 from ..ui import styling
+from ..ui.layers import RESULT_NAMES, result_layer_name
 
 # Processing keeps only a C++ pointer to a post-processor: Python must hold the objects or they are collected.
 _KEEP_ALIVE: list[QgsProcessingLayerPostProcessorInterface] = []
@@ -26,8 +27,14 @@ class ClassMapStyler(QgsProcessingLayerPostProcessorInterface):
 
 
 class ConfidenceStyler(QgsProcessingLayerPostProcessorInterface):
+    """The confidence ramp over 1/K..1 for the model's K classes."""
+
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
-        styling.style_confidence(layer)
+        styling.style_confidence(layer, self.n_classes)
 
 
 class FieldsStyler(QgsProcessingLayerPostProcessorInterface):
@@ -47,16 +54,22 @@ def style_outputs(
     confidence_path: Optional[str] = None,
     fields_path: Optional[str] = None,
     load: bool = False,
+    run_name: Optional[str] = None,
 ) -> None:
     """Writes ``.qml`` sidecars (QGIS applies them whenever the files are opened, qgis_process included) and sets
-    post-processors on the layers Processing will load; with ``load``, asks Processing to load them."""
-    pairs = [(map_path, ClassMapStyler(classes), "Crop map"), (confidence_path, ConfidenceStyler(), "Confidence"),
-             (fields_path, FieldsStyler(classes), "Fields (predicted class)")]
+    post-processors on the layers Processing will load; with ``load``, asks Processing to load them (named after
+    ``run_name`` when given, so that the layers of several runs can be told apart)."""
+    def name(kind: str) -> str:
+        return result_layer_name(kind, run_name) if run_name else RESULT_NAMES[kind]
+
+    pairs = [(map_path, ClassMapStyler(classes), name("map")),
+             (confidence_path, ConfidenceStyler(len(classes)), name("confidence")),
+             (fields_path, FieldsStyler(classes), name("fields"))]
     # The engine normally writes the sidecars; these are for maps written by an engine without them.
     if map_path and not Path(map_path).with_suffix(".qml").exists():
         styling.write_class_style(map_path, classes)
     if confidence_path and not Path(confidence_path).with_suffix(".qml").exists():
-        styling.write_confidence_style(confidence_path)
+        styling.write_confidence_style(confidence_path, len(classes))
     for path, styler, name in pairs:
         if not path:
             continue

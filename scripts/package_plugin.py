@@ -2,7 +2,8 @@
 """Builds the installable plugin ZIP: dist/cropmapper-<version>.zip with one top folder ``cropmapper/``.
 
 Only what the plugin needs at runtime goes in (LICENSE, metadata.txt, the entry modules, engine/, ui/, processing/,
-resources/); tests, caches, virtual environments, data, build outputs and installed packages stay out.
+resources/, the user guide and its pictures); tests, caches, virtual environments, data, build outputs and installed
+packages stay out.
 Standard library only, so it runs with any Python 3.
 """
 
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import re
 import sys
 import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TOP = "cropmapper"
-FILES = ("__init__.py", "plugin.py", "metadata.txt", "LICENSE", "README.md")
+FILES = ("__init__.py", "plugin.py", "metadata.txt", "LICENSE", "README.md", "docs/USER_GUIDE.md")
 FOLDERS = ("engine", "ui", "processing", "resources")
 EXCLUDED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", "python_packages", "tests", ".venv", "build", "dist"}
 EXCLUDED_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".swp"}
@@ -42,6 +44,11 @@ def included_files(repo: Path = REPO) -> list[Path]:
             if any(part.startswith(".") for part in relative.parts):
                 continue
             found.append(relative)
+    # The pictures of the user guide (the dialog's Help and Processing's help link open the guide).
+    guide_file = repo / "docs" / "USER_GUIDE.md"
+    guide = guide_file.read_text(encoding="utf-8") if guide_file.is_file() else ""
+    found += sorted({Path("docs") / name for name in re.findall(r"\((img/[^)\s]+\.png)\)", guide)
+                     if (repo / "docs" / name).is_file()})
     return sorted(found)
 
 

@@ -67,6 +67,17 @@ def open_dialog():
     dialog.output_folder.setFilePath(str(WORK / "output"))
     dialog.epochs_spin.setValue(30)
     dialog.pretrain_box.setChecked(True)
+    dialog.estimate_time()  # the Run tab's expected time (a few timed steps; shot a little later)
+
+
+def wait_for_estimate():
+    import time
+
+    dialog = plugins["cropmapper"].dialog
+    end = time.monotonic() + 240
+    while dialog.estimate_task is not None and time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.1)
 
 
 def shot_tab(index, name):
@@ -89,7 +100,10 @@ def load_results():
     report_json = next((run / "report").glob("*.json"))
     report = SimpleNamespace(metrics=json.loads(report_json.read_text()),
                              html_path=str(next((run / "report").glob("*.html"))))
+    from cropmapper.engine.bundle import ModelBundle
+
     classes = pipeline.read_model_classes(str(run / "model.cropmodel"))
+    split = ModelBundle.load(str(run / "model.cropmodel")).provenance.get("split")
     group, loaded = layers.add_results("cropmap_slovenia_2016", classes, str(run / "crop_map.tif"),
                                        str(run / "confidence.tif"), str(run / "fields.gpkg"))
     QgsProject.instance().layerTreeRoot().findLayer(
@@ -97,13 +111,11 @@ def load_results():
     group.setExpanded(True)
     for layer in loaded:
         node = QgsProject.instance().layerTreeRoot().findLayer(layer.id())
-        node.setExpanded(layer.name() == "Crop map")
-        if layer.name() == "Fields (predicted class)":
-            node.setItemVisibilityChecked(False)
+        node.setExpanded(layer.name().startswith("Crop map"))
     iface.mapCanvas().setExtent(loaded[-2].extent() if len(loaded) > 1 else loaded[0].extent())
     iface.mapCanvas().refreshAllLayers()
     dialog = plugins["cropmapper"].dialog
-    dialog.results_view.setHtml(results_html(run, str(run / "model.cropmodel"), report, []))
+    dialog.results_view.setHtml(results_html(run, str(run / "model.cropmodel"), report, [], split=split))
     dialog.progress.setValue(100)
     dialog.status.setText(f"Done: results in '{run}', added to the project as group 'cropmap_slovenia_2016'.")
 
@@ -118,12 +130,15 @@ def shoot_main():
 def shoot_fields():
     for layer in QgsProject.instance().mapLayers().values():
         node = QgsProject.instance().layerTreeRoot().findLayer(layer.id())
-        if layer.name() == "Fields (predicted class)":
+        if layer.name().startswith("Fields: predicted class"):
             node.setItemVisibilityChecked(True)
             node.setExpanded(True)
-        elif layer.name() == "Crop map":
+        elif layer.name().startswith("Crop map"):
             node.setItemVisibilityChecked(False)
             node.setExpanded(False)
+        elif layer.name().startswith("Confidence"):  # the confidence under the field outlines
+            node.setItemVisibilityChecked(True)
+            node.setExpanded(True)
     iface.mapCanvas().refreshAllLayers()
 
 
@@ -136,6 +151,7 @@ later(setup, 3000)
 later(open_dialog, 2000)
 later(shot_tab(0, "dialog_series.png"), 500)
 later(shot_tab(1, "dialog_training.png"), 500)
+later(wait_for_estimate, 500)  # the Run tab shows the expected time started in open_dialog
 later(shot_tab(2, "dialog_run.png"), 500)
 later(load_results, 4000)
 later(shoot_main, 500)

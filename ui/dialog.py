@@ -56,15 +56,17 @@ from qgis.PyQt.QtWidgets import (
 
 from ..engine import pipeline
 from ..engine.errors import EngineError
+from ..processing import params
 from . import layers as layer_tools
 from . import search_dialog, sentinel2_products
+from .eta import estimate_text
+from .help_texts import guide_path, processing_help
 from .tasks import EngineTask, StagedFolder, Status, TaskResult
 
 LOG_TAG = "CropMapper"
 SETTINGS_PREFIX = "cropmapper/dialog/"
 ICON_PATH = str(Path(__file__).resolve().parent.parent / "resources" / "icon.svg")
-LAYOUTS = [("per-date", "One file per date (all bands)"), ("per-band", "One file per band and date"),
-           ("stack", "One file with all dates (stack)")]
+LAYOUTS = list(zip(params.LAYOUTS, params.LAYOUT_NAMES))
 MASK_MODES = [("none", "No cloud masks"), ("cloud", "Cloud masks (non-zero = cloud)"), ("scl", "Sentinel-2 SCL layers")]
 COL_IMAGE, COL_DATE, COL_BANDS, COL_MASK = range(4)
 
@@ -81,6 +83,8 @@ class MapCropsDialog(QDialog):
         self.last_result: Optional[TaskResult] = None
         self.result_layers: list = []
         self.staged: Optional[StagedFolder] = None
+        self.showing_problems = False
+        self.estimate_task: Optional[EngineTask] = None
         self.setWindowTitle("CropMapper: Map crops")
         self.setWindowIcon(QIcon(ICON_PATH))
         self.resize(820, 640)
@@ -102,7 +106,9 @@ class MapCropsDialog(QDialog):
         buttons.addButton(self.run_button, QDialogButtonBox.ActionRole)
         buttons.addButton(self.cancel_button, QDialogButtonBox.ActionRole)
         buttons.addButton(QDialogButtonBox.Close)
+        buttons.addButton(QDialogButtonBox.Help)
         buttons.rejected.connect(self.close)
+        buttons.helpRequested.connect(self.show_help)
         self.run_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
 
@@ -112,6 +118,9 @@ class MapCropsDialog(QDialog):
         layout.addWidget(self.status)
         layout.addWidget(buttons)
         self.load_settings()
+        self.suggest_output_folder()
+        self._watch_form()
+        self._explain_controls()
 
     # ------------------------------------------------------------------------------------------------------------
     # Tabs
@@ -141,6 +150,10 @@ class MapCropsDialog(QDialog):
         search = search_dialog.search_button(
             self, self.polygons, lambda: str(Path(self.output_folder.filePath() or self._last_dir()) / "sentinel2"),
             self.add_series_files, self.iface.mapCanvas() if self.iface is not None else None)
+        add_layers.setToolTip("Add raster layers of the project (their files) to the time series.")
+        add_files.setToolTip("Add image files; their dates are read from the metadata or the file names.")
+        remove.setToolTip("Remove the selected rows from the time series.")
+        clear.setToolTip("Remove every image from the time series.")
         for button in (add_layers, add_files, add_products, search, remove, clear):
             row.addWidget(button)
         row.addStretch(1)
@@ -151,8 +164,8 @@ class MapCropsDialog(QDialog):
         for key, label in LAYOUTS:
             self.layout_combo.addItem(label, key)
         self.stack_order_combo = QComboBox()
-        self.stack_order_combo.addItem("Date-major (d1b1, d1b2, …, d2b1, …)", "date-major")
-        self.stack_order_combo.addItem("Band-major (b1d1, b1d2, …, b2d1, …)", "band-major")
+        for key, label in zip(params.STACK_ORDERS, params.STACK_ORDER_NAMES):
+            self.stack_order_combo.addItem(label, key)
         self.layout_combo.currentIndexChanged.connect(self._layout_changed)
         form.addRow("Layout", self.layout_combo)
         form.addRow("Band order of a stack", self.stack_order_combo)
@@ -161,6 +174,7 @@ class MapCropsDialog(QDialog):
         for key, label in MASK_MODES:
             self.mask_combo.addItem(label, key)
         add_masks = QPushButton("Add masks…")
+        add_masks.setToolTip("Add one cloud mask or SCL file per date; they are matched to the images by date.")
         add_masks.clicked.connect(self._choose_masks)
         mask_row.addWidget(self.mask_combo, 1)
         mask_row.addWidget(add_masks)
@@ -193,6 +207,7 @@ class MapCropsDialog(QDialog):
         self.polygons_combo.setAllowEmptyLayer(True)
         self.polygons_combo.setLayer(None)
         self.class_field_combo = QgsFieldComboBox()
+        self.class_field_combo.setAllowEmptyFieldName(True)  # no id field chosen behind the user's back
         self.polygons_combo.layerChanged.connect(self._polygons_changed)
         self.class_field_combo.fieldChanged.connect(self._update_class_preview)
         self.class_preview = QLabel("")
@@ -206,8 +221,8 @@ class MapCropsDialog(QDialog):
         self.training_box = QGroupBox("Training")
         form = QFormLayout(self.training_box)
         self.preset_combo = QComboBox()
-        self.preset_combo.addItem("lite: small and fast (CPU, laptop)", "lite")
-        self.preset_combo.addItem("paper: published STCLN sizes (GPU)", "paper")
+        for key, label in zip(params.PRESETS, params.PRESET_NAMES):
+            self.preset_combo.addItem(label, key)
         self.epochs_spin = _spin(1, 1000, 30)
         self.label_fraction_spin = _double(0.01, 1.0, 1.0, 0.05)
         self.val_fraction_spin = _double(0.0, 0.9, 0.2, 0.05)
@@ -254,14 +269,26 @@ class MapCropsDialog(QDialog):
         self.run_name.setPlaceholderText("cropmap_<date>_<time>")
         form.addRow("Output folder", self.output_folder)
         form.addRow("Run name (sub-folder)", self.run_name)
+        estimate_row = QHBoxLayout()
+        self.estimate_button = QPushButton("Estimate")
+        self.estimate_button.setToolTip("Times a few training and mapping steps of the chosen model on this device "
+                                        "(a few seconds) and multiplies by the steps of the run.")
+        self.estimate_button.clicked.connect(self.estimate_time)
+        self.estimate_label = QLabel("How long the run will take on this device: press Estimate.")
+        self.estimate_label.setWordWrap(True)
+        self.estimate_label.setToolTip("Timed just now with a few steps of the model; validation, reading and "
+                                       "writing are not timed, and a busy computer is slower.")
+        estimate_row.addWidget(self.estimate_label, 1)
+        estimate_row.addWidget(self.estimate_button)
+        form.addRow("Expected time", estimate_row)
         layout.addLayout(form)
         outputs = QGroupBox("Outputs")
         row = QHBoxLayout(outputs)
         self.output_checks = {}
         for key, label in (("map", "Crop map"), ("confidence", "Confidence"), ("fields", "Field-level vector"),
-                           ("report", "Accuracy report")):
+                           ("report", "Accuracy report"), ("probabilities", "Class probabilities")):
             check = QCheckBox(label)
-            check.setChecked(True)
+            check.setChecked(key != "probabilities")  # one band per class: K times the map's size
             self.output_checks[key] = check
             row.addWidget(check)
         self.output_checks["map"].setEnabled(False)
@@ -316,7 +343,9 @@ class MapCropsDialog(QDialog):
             date_item = QTableWidgetItem(date.isoformat() if date else "")
             date_item.setData(Qt.UserRole, date.isoformat() if date else "")
             date_item.setToolTip("The acquisition date found in the file; type YYYY-MM-DD to change it.")
-            bands_item = QTableWidgetItem(", ".join(bands))
+            bands_item = QTableWidgetItem(f"{len(bands)}: {', '.join(bands)}" if bands else "")
+            bands_item.setToolTip(f"{len(bands)} bands, in this order:\n" + "\n".join(bands) if bands else
+                                  "No band names found.")
             bands_item.setFlags(bands_item.flags() & ~Qt.ItemIsEditable)
             mask_item = QTableWidgetItem("")
             mask_item.setFlags(mask_item.flags() & ~Qt.ItemIsEditable)
@@ -325,6 +354,23 @@ class MapCropsDialog(QDialog):
                 self.series_table.setItem(row, column, item)
         self.series_table.blockSignals(False)
         self.sort_by_date()
+        self.suggest_output_folder()
+        self.refresh_problems()
+
+    def suggest_output_folder(self) -> None:
+        """Offers an output folder when none is set: ``cropmapper/`` beside the saved project, else beside the first
+        image, else (once there are images) in the home folder: the first writable of these."""
+        if self.output_folder.filePath():
+            return
+        candidates = []
+        if QgsProject.instance().homePath():
+            candidates.append(Path(QgsProject.instance().homePath()))
+        images = self.series_paths()
+        candidates += [Path(images[0]).parent, Path.home()] if images else []
+        for parent in candidates:
+            if parent.is_dir() and os.access(parent, os.W_OK):
+                self.output_folder.setFilePath(str(parent / "cropmapper"))
+                return
 
     def add_series_layers(self, raster_layers: list[QgsRasterLayer]) -> None:
         paths = []
@@ -358,6 +404,7 @@ class MapCropsDialog(QDialog):
             unmatched = [p for rest in by_date.values() for p in rest]
         if self.mask_combo.currentData() == "none":
             self.mask_combo.setCurrentIndex(1)
+        self.refresh_problems()
         return unmatched
 
     def _set_mask(self, row: int, path: str) -> None:
@@ -396,9 +443,11 @@ class MapCropsDialog(QDialog):
     def remove_selected(self) -> None:
         for row in sorted({i.row() for i in self.series_table.selectedIndexes()}, reverse=True):
             self.series_table.removeRow(row)
+        self.refresh_problems()
 
     def clear_series(self) -> None:
         self.series_table.setRowCount(0)
+        self.refresh_problems()
 
     def _date_edited(self, item: QTableWidgetItem) -> None:
         if item.column() == COL_DATE:
@@ -440,12 +489,17 @@ class MapCropsDialog(QDialog):
             self.add_series_files(paths)
 
     def _choose_masks(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Cloud masks or SCL", self._last_dir(),
+        paths, _ = QFileDialog.getOpenFileNames(self, "Cloud masks or SCL", self._images_dir(),
                                                 "Rasters (*.tif *.tiff *.jp2 *.vrt);;All files (*)")
         if paths:
             unmatched = self.add_mask_files(paths)
             if unmatched:
                 self._say(f"{len(unmatched)} mask(s) matched no image date and were left out.", Qgis.Warning)
+
+    def _images_dir(self) -> str:
+        """The folder of the first image (masks usually lie beside or under it), else the last folder used."""
+        paths = self.series_paths()
+        return str(Path(paths[0]).parent) if paths else self._last_dir()
 
     def _last_dir(self) -> str:
         return QgsSettings().value(SETTINGS_PREFIX + "last_dir", str(Path.home()))
@@ -470,6 +524,7 @@ class MapCropsDialog(QDialog):
 
     def _polygons_changed(self, layer) -> None:
         self.class_field_combo.setLayer(layer)
+        self.class_field_combo.setField(layer_tools.guess_class_field(layer))
         self._update_class_preview()
 
     def _update_class_preview(self, *_args) -> None:
@@ -489,7 +544,11 @@ class MapCropsDialog(QDialog):
                 swatch = "<span style='background:#%02x%02x%02x'>&nbsp;&nbsp;&nbsp;</span> " % colors[name]
             parts.append(f"{swatch}{html.escape(name)} ({count})")
         source = " Colours from the layer's categorised style." if colors else ""
-        self.class_preview.setText(f"{len(counts)} classes: " + ", ".join(parts) + "." + source)
+        warning = ""
+        if layer_tools.is_one_class_per_polygon(counts):
+            warning = (f"<span style='color:#b00'><b>Every polygon is its own class: '{html.escape(field)}' looks "
+                       "like an id. Choose the field holding the crop class.</b></span><br>")
+        self.class_preview.setText(warning + f"{len(counts)} classes: " + ", ".join(parts) + "." + source)
 
     def _mode_changed(self, *_args) -> None:
         training = self.train_radio.isChecked()
@@ -526,7 +585,7 @@ class MapCropsDialog(QDialog):
         layer, field = self.polygons(), self.class_field_combo.currentField()
         if layer is None or not field:
             return None
-        path, layer_name = layer_tools.vector_path(layer, export_dir)
+        path, layer_name = layer_tools.vector_path(layer, export_dir, field)
         colors = layer_tools.categorized_colors(layer, field) or None
         return pipeline.LabelInput(path=path, class_field=field, layer=layer_name, colors=colors)
 
@@ -613,6 +672,9 @@ class MapCropsDialog(QDialog):
                 elif training and len(counts) < 2:
                     problems.append(f"The class field '{field}' has only one class ({next(iter(counts))}): "
                                     "a crop map needs at least two.")
+                elif layer_tools.is_one_class_per_polygon(counts):
+                    problems.append(f"Every polygon of '{layer.name()}' has its own value in '{field}' ({len(counts)} "
+                                    "classes): it looks like an id. Choose the field holding the crop class.")
                 if reference is not None and layer.featureCount() > 0:
                     extent = layer_tools.extent_in(layer, reference.crs())
                     if extent is None or not extent.intersects(reference.extent()):
@@ -636,6 +698,76 @@ class MapCropsDialog(QDialog):
         return problems
 
     # ------------------------------------------------------------------------------------------------------------
+    # Expected time
+
+    def estimate_time(self) -> Optional[EngineTask]:
+        """Times a few steps of the chosen model on the chosen device in the background; the answer goes into
+        ``estimate_label`` (returns the task, None when the inputs needed are not there yet)."""
+        shape = self._run_shape()
+        if isinstance(shape, str):
+            self.estimate_label.setText(shape)
+            return None
+        training = self.train_radio.isChecked()
+        pretrain = self.pretrain_options() if training else None
+        train = self.train_options()
+        predict = self.predict_options()
+
+        def job(progress, cancelled):
+            from ..engine.estimate import estimate_run
+
+            progress(0.0, "Timing a few steps")
+            return estimate_run(
+                **shape, pretrain_epochs=pretrain.epochs if pretrain else None,
+                train_epochs=train.epochs if training else 0, preset=train.preset, crop=train.crop,
+                batch_size=train.batch_size, tile=predict.tile, overlap=predict.overlap,
+                predict_batch=predict.batch_size, device=predict.device,
+            )
+
+        task = EngineTask("CropMapper: estimating the run's time", job)
+        task.done.connect(self._estimate_done)
+        self.estimate_button.setEnabled(False)
+        self.estimate_label.setText("Timing a few steps on this device …")
+        self.estimate_task = task
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def _run_shape(self):
+        """Bands, dates, size, labelled area (pixels) and classes of the run; a sentence when they are not known."""
+        from osgeo import gdal
+
+        paths = self.series_paths()
+        if not paths:
+            return "Add the time series first (tab 1)."
+        dataset = gdal.OpenEx(paths[0], gdal.OF_RASTER)
+        if dataset is None:
+            return f"Cannot read '{paths[0]}'."
+        bands = len(self.series_table.item(0, COL_BANDS).text().split(",")) if self.layout_key() == "per-band" \
+            else dataset.RasterCount
+        dates = len(paths) if self.layout_key() != "stack" else max(1, dataset.RasterCount // max(bands, 1))
+        width, height = dataset.RasterXSize, dataset.RasterYSize
+        area, classes = width * height, 2
+        layer, field = self.polygons(), self.class_field_combo.currentField()
+        if self.train_radio.isChecked():
+            if layer is None or not field:
+                return "Choose the labelled fields and their class field first (tab 2)."
+            raster = QgsRasterLayer(paths[0], "reference", "gdal")
+            extent = layer_tools.extent_in(layer, raster.crs())
+            if extent is not None:
+                pixel = raster.rasterUnitsPerPixelX() * raster.rasterUnitsPerPixelY()
+                area = int(min(width * height, extent.intersect(raster.extent()).area() / max(pixel, 1e-12)))
+            classes = len(layer_tools.class_counts(layer, field))
+        return {"bands": bands, "dates": dates, "width": width, "height": height, "labelled_area": max(area, 1),
+                "classes": classes}
+
+    def _estimate_done(self, result: TaskResult) -> None:
+        self.estimate_button.setEnabled(True)
+        self.estimate_task = None
+        if not result.ok:
+            self.estimate_label.setText(f"No estimate: {result.message}")
+            return
+        self.estimate_label.setText(estimate_text(result.value))
+
+    # ------------------------------------------------------------------------------------------------------------
     # Running
 
     def start(self) -> Optional[EngineTask]:
@@ -643,18 +775,20 @@ class MapCropsDialog(QDialog):
         if self.task is not None:
             return None
         problems = self.check()
+        self.progress.setValue(0)  # a refused run must not show the last run's 100 %
         if problems:
-            self.status.setText("<b>Cannot run yet:</b><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems)
-                                + "</ul>")
+            self._show_problems(problems)
             self._say(problems[0], Qgis.Warning)
             return None
+        self.showing_problems = False
         self.save_settings()
         staged = StagedFolder(str(self.run_folder()))
         try:
             series = self.series_input()
             labels = self.label_input()
         except (EngineError, layer_tools.LayerError) as exc:
-            self._say(str(exc), Qgis.Critical)
+            self.status.setText(f"<span style='color:#b00'><b>Cannot run:</b> {html.escape(str(exc))}</span>")
+            self._say(str(exc), Qgis.Warning)
             return None
         training = self.train_radio.isChecked()
         existing = None if training else self.existing_model.filePath()
@@ -667,13 +801,14 @@ class MapCropsDialog(QDialog):
                     outcome = pipeline.predict(
                         existing, series, str(partial / "crop_map.tif"),
                         out_confidence=str(partial / "confidence.tif") if "confidence" in outputs else None,
+                        out_probabilities=str(partial / "probabilities.tif") if "probabilities" in outputs else None,
                         options=predict_options, progress=progress, cancelled=cancelled,
                     )
                 else:
                     outcome = pipeline.map_crops(
                         series, labels, str(partial), train_options=train_options, pretrain_options=pretrain_options,
                         predict_options=predict_options, existing_model=existing, outputs=outputs,
-                        progress=progress, cancelled=cancelled,
+                        progress=progress, cancelled=cancelled, final_dir=str(staged.final),
                     )
             return outcome
 
@@ -684,8 +819,8 @@ class MapCropsDialog(QDialog):
         self.task.done.connect(self._task_done)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.progress.setValue(0)
         self.status.setText("Starting …")
+        self.results_view.setHtml("<p>A run is in progress; its results will be shown here.</p>")
         QgsApplication.taskManager().addTask(self.task)
         return self.task
 
@@ -713,10 +848,14 @@ class MapCropsDialog(QDialog):
         elif result.status is Status.CANCELLED:
             self.progress.setValue(0)
             self.status.setText(result.message)
+            self.results_view.setHtml(f"<p>The last run was cancelled: {html.escape(result.message)}</p>")
             self._say(result.message, Qgis.Info)
         else:
+            self.progress.setValue(0)
             self.status.setText(f"<span style='color:#b00'><b>Failed:</b> {html.escape(result.message)}</span>")
-            self._say(result.message, Qgis.Critical)
+            self.results_view.setHtml(f"<p>The last run failed: {html.escape(result.message)}</p>")
+            # A user error is a warning in the log (EngineTask logged it); an unexpected one is critical.
+            self._say(result.message, Qgis.Critical, Qgis.Critical if result.details else Qgis.Warning)
         self.task_done.emit(result)
 
     def _show_success(self, outcome) -> None:
@@ -729,10 +868,12 @@ class MapCropsDialog(QDialog):
         group, self.result_layers = layer_tools.add_results(
             staged.final.name, classes, staged.final_path(predicted.map_path),
             staged.final_path(predicted.confidence_path), staged.final_path(predicted.fields_path),
+            probabilities_path=staged.final_path(predicted.probabilities_path),
         )
         report = outcome.report if is_map_crops else None
         warnings = outcome.warnings if is_map_crops else []
-        self.results_view.setHtml(results_html(staged.final, model, report, warnings, staged.final_path))
+        split = outcome.train.split if is_map_crops and outcome.train is not None else None
+        self.results_view.setHtml(results_html(staged.final, model, report, warnings, staged.final_path, split))
         self.tabs.setCurrentWidget(self.results_view)
         self.progress.setValue(100)
         text = f"Done: results in '{staged.final}', added to the project as group '{group.name()}'."
@@ -743,14 +884,116 @@ class MapCropsDialog(QDialog):
         self.status.setText(text)
         self._say(text, Qgis.Success)
 
-    def _say(self, text: str, level=Qgis.Info) -> None:
-        """A message in the QGIS message bar (when there is one) and the CropMapper log."""
-        QgsMessageLog.logMessage(text, LOG_TAG, level)
+    def _show_problems(self, problems: list[str]) -> None:
+        self.showing_problems = True
+        self.status.setText("<b>Cannot run yet:</b><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+                            + "</ul>")
+
+    def refresh_problems(self, *_args) -> None:
+        """Keeps the "Cannot run yet" list true while the user fills the form (once a Run was refused, until one
+        starts)."""
+        if not self.showing_problems or self.task is not None:
+            return
+        problems = self.check()
+        if problems:
+            self._show_problems(problems)
+        else:
+            self.status.setText("Ready to run.")  # still watched: a later change may bring a problem back
+
+    def _watch_form(self) -> None:
+        """Every control a check looks at refreshes the problem list when it changes."""
+        # Rows are added, removed and given masks by methods that call refresh_problems when the rows are whole.
+        self.series_table.itemChanged.connect(self.refresh_problems)
+        for combo in (self.mask_combo, self.layout_combo):
+            combo.currentIndexChanged.connect(self.refresh_problems)
+        self.polygons_combo.layerChanged.connect(self.refresh_problems)
+        self.class_field_combo.fieldChanged.connect(self.refresh_problems)
+        self.train_radio.toggled.connect(self.refresh_problems)
+        for widget in (self.existing_model, self.output_folder):
+            widget.fileChanged.connect(self.refresh_problems)
+        self.run_name.textChanged.connect(self.refresh_problems)
+        for spin in (self.val_fraction_spin, self.test_fraction_spin, self.tile_spin, self.overlap_spin):
+            spin.valueChanged.connect(self.refresh_problems)
+
+    def _say(self, text: str, level=Qgis.Info, log_level=None) -> None:
+        """A message in the QGIS message bar (when there is one) and the CropMapper log (at ``log_level``, default
+        ``level``)."""
+        QgsMessageLog.logMessage(text, LOG_TAG, level if log_level is None else log_level)
         if self.iface is not None:
             try:
                 self.iface.messageBar().pushMessage("CropMapper", text, level, 8)
             except Exception:  # noqa: BLE001 - no message bar (e.g. closing QGIS)
                 pass
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Help
+
+    def _explain_controls(self) -> None:
+        """A tooltip on every control (and its form label): Processing's help text where the option is the same."""
+        help_of = processing_help()
+        same_as_processing = {
+            self.layout_combo: params.LAYOUT, self.stack_order_combo: params.STACK_ORDER,
+            self.polygons_combo: params.POLYGONS, self.class_field_combo: params.CLASS_FIELD,
+            self.preset_combo: params.PRESET, self.epochs_spin: params.EPOCHS,
+            self.label_fraction_spin: params.LABEL_FRACTION, self.val_fraction_spin: params.VAL_FRACTION,
+            self.test_fraction_spin: params.TEST_FRACTION, self.pretrain_box: params.PRETRAIN,
+            self.pretrain_epochs_spin: params.PRETRAIN_EPOCHS, self.mask_ratio_spin: params.MASK_RATIO,
+            self.device_combo: params.DEVICE, self.tile_spin: params.TILE, self.overlap_spin: params.OVERLAP,
+            self.batch_spin: params.PREDICT_BATCH, self.output_folder: "OUTPUT_FOLDER",
+            self.existing_model: "EXISTING_MODEL", self.existing_radio: "EXISTING_MODEL",
+            self.series_table: params.SERIES,
+        }
+        for widget, name in same_as_processing.items():
+            widget.setToolTip(help_of.get(name, ""))
+        own = {
+            self.mask_combo: f"{help_of.get(params.CLOUD_MASKS, '')} Or: {help_of.get(params.SCL, '')}",
+            self.train_radio: "Pre-train (optionally) and train a model on the labelled fields, then map.",
+            self.run_name: "The sub-folder of the output folder for this run; its name also names the layers.",
+            self.class_preview: "The classes found in the class field, with the number of polygons of each.",
+            self.device_label: "The devices PyTorch found on this computer.",
+            self.run_button: "Check the inputs, then run every step in the background.",
+            self.cancel_button: "Stop the run; nothing of it is written.",
+        }
+        outputs = {"map": "GeoTIFF of class values, styled with the class names and colours (always written).",
+                   "confidence": "Probability of the mapped class per pixel.",
+                   "fields": "Your polygons with their predicted class, its probability and their use (crop_split).",
+                   "report": "Accuracy on the test fields: HTML, JSON and CSV.",
+                   "probabilities": "One band per class with its probability (K times the map's size)."}
+        own.update({self.output_checks[key]: text for key, text in outputs.items()})
+        for widget, text in own.items():
+            widget.setToolTip(text)
+        for form in self.findChildren(QFormLayout):
+            for row in range(form.rowCount()):
+                label, field = (form.itemAt(row, role) for role in (QFormLayout.LabelRole, QFormLayout.FieldRole))
+                if label is not None and field is not None and label.widget() is not None:
+                    tip = field.widget().toolTip() if field.widget() is not None else self._row_tip(field.layout())
+                    label.widget().setToolTip(tip)
+
+    @staticmethod
+    def _row_tip(row) -> str:
+        """The tooltip of the first control of a row laid out in a box."""
+        for index in range(row.count() if row is not None else 0):
+            widget = row.itemAt(index).widget()
+            if widget is not None and widget.toolTip():
+                return widget.toolTip()
+        return ""
+
+    def show_help(self) -> None:
+        """The user guide (shipped with the plugin) in a window of its own."""
+        guide = Path(guide_path())
+        window = QDialog(self)
+        window.setWindowTitle("CropMapper: user guide")
+        window.resize(900, 700)
+        browser = QTextBrowser()
+        browser.setOpenExternalLinks(True)
+        browser.setSearchPaths([str(guide.parent)])
+        if guide.is_file():
+            browser.setMarkdown(guide.read_text(encoding="utf-8"))
+        else:
+            browser.setPlainText(f"The user guide '{guide}' is missing from the plugin folder: reinstall the plugin.")
+        QVBoxLayout(window).addWidget(browser)
+        self.help_window = window
+        window.show()
 
     # ------------------------------------------------------------------------------------------------------------
     # Settings
@@ -805,7 +1048,7 @@ class MapCropsDialog(QDialog):
         (self.existing_radio if get("use_existing", False, bool) else self.train_radio).setChecked(True)
         for key, check in self.output_checks.items():
             if key != "map":
-                check.setChecked(get(f"output_{key}", True, bool))
+                check.setChecked(get(f"output_{key}", key != "probabilities", bool))
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.save_settings()
@@ -832,8 +1075,12 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def results_html(folder: Path, model: str, report, warnings: list[str], final_path=lambda p: p) -> str:
-    """The Results tab: headline metrics, a per-class table and links to the report and the folder."""
+def results_html(folder: Path, model: str, report, warnings: list[str], final_path=lambda p: p,
+                 split: Optional[dict] = None) -> str:
+    """The Results tab: headline metrics, warnings on the scores' trust, a per-class table, the split of the fields,
+    and links to the report and the folder."""
+    from ..engine.evaluation.report import reliability_warnings
+
     parts = [f"<h3>Results</h3><p>Folder: <a href='{Path(folder).as_uri()}'>{html.escape(str(folder))}</a><br>"
              f"Model: {html.escape(str(model))}</p>"]
     if report is not None:
@@ -845,20 +1092,30 @@ def results_html(folder: Path, model: str, report, warnings: list[str], final_pa
         )
         rows = "".join(
             "<tr><td><span style='background:#%02x%02x%02x'>&nbsp;&nbsp;&nbsp;</span> %s</td><td>%s</td><td>%s</td>"
-            "<td>%s</td><td>%s</td><td>%d</td><td>%.1f</td></tr>"
+            "<td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%.1f</td></tr>"
             % (*c.get("color", (200, 200, 200)), html.escape(c["name"]), _fmt(c.get("precision")),
                _fmt(c.get("recall")), _fmt(c.get("f1")), _fmt(c.get("iou")), c.get("support", 0),
-               c.get("mapped_area_ha", 0.0))
+               c.get("fields", "–"), c.get("mapped_area_ha", 0.0))
             for c in m.get("per_class", [])
         )
+        trust = reliability_warnings(m)
+        if trust:
+            parts.append("<p style='color:#b00'><b>Trust in these scores</b></p><ul>"
+                         + "".join(f"<li>{html.escape(w)}</li>" for w in trust) + "</ul>")
         parts.append("<table border='1' cellspacing='0' cellpadding='3'><tr><th>Class</th><th>Precision</th>"
-                     "<th>Recall</th><th>F1</th><th>IoU</th><th>Test pixels</th><th>Mapped ha</th></tr>"
-                     f"{rows}</table>")
+                     "<th>Recall</th><th>F1</th><th>IoU</th><th>Test pixels</th><th>Test fields</th>"
+                     f"<th>Mapped ha</th></tr>{rows}</table>")
         html_path = final_path(report.html_path)
         parts.append(f"<p><a href='{Path(html_path).as_uri()}'>Open the full HTML report</a> "
                      "(confusion matrix, areas).</p>")
     else:
         parts.append("<p>No accuracy report (no labelled fields, or the report was not asked for).</p>")
+    if split:
+        counts = ", ".join(f"{split[k]['fields']} {label} ({split[k]['pixels']} px)" for k, label in
+                           (("train", "training"), ("val", "validation"), ("test", "test")) if k in split)
+        parts.append(f"<p><b>Fields used</b>: {counts}. The column <i>crop_split</i> of the field-level layer says "
+                     "which polygon went where (train, val, test; unused = left out by the fraction of fields "
+                     "used).</p>")
     if warnings:
         parts.append("<p><b>Warnings</b></p><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul>")
     return "".join(parts)

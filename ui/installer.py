@@ -2,7 +2,9 @@
 
 The packages go with ``pip install --target`` into a folder of the plugin per Python version
 (``<plugin>/python_packages/py3.11``), run by the Python interpreter QGIS itself embeds, with a constraints file that
-pins QGIS's own numpy. The folder is put on ``sys.path`` when the plugin starts. Nothing here imports torch.
+pins QGIS's own numpy. Only what is missing is installed, and copies of packages this Python already has (jinja2,
+setuptools, ...) are removed again; the folder goes at the end of ``sys.path`` when the plugin starts, so it never
+shadows the packages QGIS or other plugins use. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -54,11 +56,12 @@ def packages_dir(version: Sequence[int] = sys.version_info, root: Path = PACKAGE
 
 
 def add_packages_dir_to_path(folder: Optional[Path] = None) -> bool:
-    """Puts the plugin's package folder (when it exists) at the front of ``sys.path``; True if it was added."""
+    """Puts the plugin's package folder (when it exists) at the end of ``sys.path``, behind QGIS's and other plugins'
+    packages, which it must not shadow; True if it was added."""
     folder = folder or packages_dir()
     if not folder.is_dir() or str(folder) in sys.path:
         return False
-    sys.path.insert(0, str(folder))
+    sys.path.append(str(folder))
     importlib.invalidate_caches()
     return True
 
@@ -258,6 +261,43 @@ def remove_protected_copies(target: Path) -> list[str]:
     return removed
 
 
+def remove_duplicates(target: Path, keep: Sequence[str] = tuple(INSTALL_PINS)) -> list[str]:
+    """Deletes from ``target`` the distributions (pip's dependencies of torch: jinja2, MarkupSafe, setuptools, ...) that
+    this Python already has elsewhere at the same or a newer version, except ``keep``; returns their names.
+
+    ``pip --target`` ignores what is installed outside the target, so it brings copies of packages QGIS already has.
+    """
+    elsewhere_paths = [p for p in sys.path if Path(p or ".").resolve() != target.resolve()]
+    elsewhere = {}
+    for dist in importlib.metadata.distributions(path=elsewhere_paths):
+        name = _normalise(dist.metadata.get("Name") or "")
+        if name and name not in elsewhere:
+            elsewhere[name] = dist.version
+    kept = {_normalise(name) for name in keep}
+    removed = []
+    for dist in importlib.metadata.distributions(path=[str(target)]):
+        name = _normalise(dist.metadata.get("Name") or "")
+        other = elsewhere.get(name)
+        if not name or name in kept or other is None or version_tuple(other) < version_tuple(dist.version):
+            continue
+        label = f"{dist.metadata['Name']} {dist.version}"
+        tops = set()
+        for file in dist.files or []:  # RECORD lists the package's files and the .dist-info's own
+            path = Path(dist.locate_file(file)).resolve()
+            if target.resolve() in path.parents:
+                tops.add(target / path.relative_to(target.resolve()).parts[0])
+                path.unlink(missing_ok=True)
+        for top in tops:  # what RECORD does not list: byte code compiled later
+            if top.is_dir() and not any(f.is_file() and "__pycache__" not in f.parts for f in top.rglob("*")):
+                shutil.rmtree(top, ignore_errors=True)
+        removed.append(label)
+    return removed
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def needs_restart(names: Sequence[str] = tuple(MINIMUM_VERSIONS)) -> bool:
     """True when one of the packages was already imported in this QGIS session: only a restart loads the new one."""
     return any(name in sys.modules for name in names)
@@ -282,7 +322,10 @@ def install(
 ) -> InstallResult:
     """All steps: find the interpreter, write constraints, run pip, remove shadowing copies, update ``sys.path``."""
     target = target or packages_dir()
-    requirements = list(requirements) if requirements is not None else requirement_specs()
+    if requirements is None:  # what is missing; everything when nothing is (a reinstall, e.g. for a CUDA build)
+        missing = {dep.name for dep in missing_dependencies()}
+        requirements = requirement_specs({n: v for n, v in INSTALL_PINS.items() if n in missing} or None)
+    requirements = list(requirements)
     restart = needs_restart()
     try:
         python = python or find_python()
@@ -297,6 +340,8 @@ def install(
         return InstallResult(False, f"pip failed (exit code {code}); see the log above.", False)
     for name in remove_protected_copies(target):
         log(f"Removed {name} from {target}: QGIS's own copy is used.")
+    for name in remove_duplicates(target, keep=[r.split("=")[0] for r in requirements]):
+        log(f"Removed {name} from {target}: this Python has it already.")
     add_packages_dir_to_path(target)
     if restart:
         return InstallResult(True, "Installed. Restart QGIS to use the new packages.", True)

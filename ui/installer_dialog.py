@@ -67,17 +67,7 @@ class InstallerDialog(QDialog):
         missing = installer.missing_dependencies() if missing is None else missing
 
         layout = QVBoxLayout(self)
-        if missing:
-            text = "CropMapper needs packages that this QGIS does not have:<ul>"
-            text += "".join(f"<li>{dep.problem}</li>" for dep in missing) + "</ul>"
-        else:
-            text = "PyTorch and einops are installed. You can reinstall them (e.g. to switch to a CUDA build)."
-        target = installer.packages_dir()
-        text += (
-            f"They will be installed with pip into <code>{target}</code>, using the Python that QGIS runs. "
-            "QGIS's own numpy is kept. The download of PyTorch is large (about 200 MB for the CPU build)."
-        )
-        self.info = QLabel(text)
+        self.info = QLabel(self.describe(missing))
         self.info.setWordWrap(True)
         layout.addWidget(self.info)
 
@@ -112,6 +102,20 @@ class InstallerDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         layout.addWidget(buttons)
 
+    @staticmethod
+    def describe(missing: list) -> str:
+        """What is missing (or that nothing is) and where the packages go."""
+        if missing:
+            text = "CropMapper needs packages that this QGIS does not have:<ul>"
+            text += "".join(f"<li>{dep.problem}</li>" for dep in missing) + "</ul>"
+        else:
+            text = "PyTorch and einops are installed. You can reinstall them (e.g. to switch to a CUDA build). "
+        return text + (
+            f"They are installed with pip into <code>{installer.packages_dir()}</code>, using the Python that QGIS "
+            "runs; only what is missing, and QGIS's own numpy is kept. The download of PyTorch is large (about "
+            "200 MB for the CPU build)."
+        )
+
     def cuda_build(self) -> Optional[str]:
         return self.cuda_combo.currentText() if self.cuda_check.isChecked() else None
 
@@ -135,4 +139,6 @@ class InstallerDialog(QDialog):
         self.install_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.status.setText(("<b>Restart QGIS</b>: " if result.restart else "") + result.message)
+        if result.ok:  # the list of what is missing must not stay until a restart
+            self.info.setText(self.describe(installer.missing_dependencies()))
         self.installed.emit(result)

@@ -1,5 +1,5 @@
 """Styles for the results: the class map (paletted, names and colours from the model's class table), the confidence
-layer (a pseudocolour ramp over 0..1) and the field-level vector (categorised by the predicted class)."""
+layer (a pseudocolour ramp over 1/K..1) and the field-level vector (categorised by the predicted class)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ from typing import Optional
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
+    QgsColorRampLegendNodeSettings,
     QgsColorRampShader,
     QgsFillSymbol,
     QgsPalettedRasterRenderer,
+    QgsRasterBandStats,
     QgsRasterLayer,
     QgsRasterShader,
     QgsRendererCategory,
     QgsSingleBandPseudoColorRenderer,
-    QgsStyle,
     QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
 
 from ..engine.classes import ClassTable
 
-CONFIDENCE_RAMP = "RdYlGn"  # red = unsure, green = sure, as in the engine's .qml sidecar
 
 
 def class_renderer(layer: QgsRasterLayer, classes: ClassTable, band: int = 1) -> QgsPalettedRasterRenderer:
@@ -38,12 +38,27 @@ def style_class_map(layer: QgsRasterLayer, classes: ClassTable) -> None:
     layer.triggerRepaint()
 
 
-def style_confidence(layer: QgsRasterLayer, minimum: float = 0.0, maximum: float = 1.0) -> None:
-    """A continuous pseudocolour ramp from low (dark) to high (bright) confidence."""
-    ramp = QgsStyle.defaultStyle().colorRamp(CONFIDENCE_RAMP)
-    shader_function = QgsColorRampShader(minimum, maximum, ramp)
+def style_confidence(layer: QgsRasterLayer, n_classes: Optional[int] = None) -> None:
+    """A pseudocolour ramp, red (unsure) to green (sure), stretched from 1/K (a guess among the K classes, the least
+    a winning probability can be) to 1, with a legend that says so; over the layer's own range when K is unknown."""
+    from ..engine.inference.styles import confidence_stops  # the engine's .qml sidecar uses the same stops
+
+    stops = confidence_stops(n_classes)
+    if not n_classes:
+        statistics = layer.dataProvider().bandStatistics(1, QgsRasterBandStats.Min | QgsRasterBandStats.Max)
+        low, high = statistics.minimumValue, statistics.maximumValue
+        if high > low:
+            stops = [(low + (high - low) * i / (len(stops) - 1), color, f"{low + (high - low) * i / (len(stops) - 1):.2f}")
+                     for i, (_v, color, _l) in enumerate(stops)]
+    items = [QgsColorRampShader.ColorRampItem(value, QColor(color), label) for value, color, label in stops]
+    minimum, maximum = stops[0][0], stops[-1][0]
+    shader_function = QgsColorRampShader(minimum, maximum)
     shader_function.setColorRampType(QgsColorRampShader.Interpolated)
-    shader_function.classifyColorRamp(5, -1)
+    shader_function.setColorRampItemList(items)
+    legend = QgsColorRampLegendNodeSettings()  # the layer tree shows a continuous ramp labelled at its two ends
+    legend.setMinimumLabel(stops[0][2])
+    legend.setMaximumLabel(stops[-1][2])
+    shader_function.setLegendSettings(legend)
     shader = QgsRasterShader(minimum, maximum)
     shader.setRasterShaderFunction(shader_function)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
@@ -63,17 +78,22 @@ def class_field_of(layer: QgsVectorLayer, candidates=("crop_class", "class_name"
     return None
 
 
-def style_fields(layer: QgsVectorLayer, classes: ClassTable, field: Optional[str] = None) -> bool:
-    """Categorises the field-level polygons by their predicted class name; False when no such field exists."""
+def style_fields(layer: QgsVectorLayer, classes: ClassTable, field: Optional[str] = None,
+                 outlines: bool = False) -> bool:
+    """Categorises the field-level polygons by their predicted class name; False when no such field exists.
+
+    ``outlines``: no fill, a thick outline in the class colour, so the layer can lie above the crop map."""
     field = field or class_field_of(layer)
     if field is None:
         return False
     categories = []
     for info in classes:
-        symbol = QgsFillSymbol.createSimple(
-            {"color": "{},{},{},255".format(*info.color), "outline_color": "35,35,35,255", "outline_width": "0.2"}
-        )
-        categories.append(QgsRendererCategory(info.name, symbol, info.name))
+        color = "{},{},{},255".format(*info.color)
+        if outlines:
+            properties = {"color": "0,0,0,0", "style": "no", "outline_color": color, "outline_width": "0.6"}
+        else:
+            properties = {"color": color, "outline_color": "35,35,35,255", "outline_width": "0.2"}
+        categories.append(QgsRendererCategory(info.name, QgsFillSymbol.createSimple(properties), info.name))
     layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
     layer.triggerRepaint()
     return True
@@ -89,12 +109,12 @@ def write_class_style(map_path: str, classes: ClassTable) -> Optional[str]:
     return str(Path(map_path).with_suffix(".qml")) if ok else None
 
 
-def write_confidence_style(path: str) -> Optional[str]:
+def write_confidence_style(path: str, n_classes: Optional[int] = None) -> Optional[str]:
     """Saves the confidence ramp as ``<confidence>.qml``."""
     layer = QgsRasterLayer(path, Path(path).stem, "gdal")
     if not layer.isValid():
         return None
-    style_confidence(layer)
+    style_confidence(layer, n_classes)
     _message, ok = layer.saveDefaultStyle()
     return str(Path(path).with_suffix(".qml")) if ok else None
 

@@ -27,6 +27,7 @@ from ..engine.outputs import (
     missing_top,
     remove_created,
 )
+from .eta import TimeLeft
 
 LOG_TAG = "CropMapper"
 Job = Callable[[Callable[[float, str], None], Callable[[], bool]], Any]
@@ -45,7 +46,7 @@ class TaskResult:
     status: Status
     value: Any = None
     message: str = ""
-    details: str = ""
+    details: str = ""  # a traceback, for unexpected errors only (user errors are ``EngineError`` messages)
 
     @property
     def ok(self) -> bool:
@@ -68,11 +69,25 @@ class EngineTask(QgsTask):
         self.job = job
         self.cleanup = cleanup
         self.result: Optional[TaskResult] = None
+        self.base_description = description
+        self.time_left = TimeLeft()
+        self._step_text = ""
+        self._shown = ""
+        self.message.connect(self._describe)  # queued to the GUI thread, where the task manager reads it
 
     def _progress(self, fraction: float, text: str) -> None:
         self.setProgress(max(0.0, min(100.0, 100.0 * fraction)))
-        if text:
-            self.message.emit(text)
+        self.time_left.update(fraction, text)
+        self._step_text = text or self._step_text
+        eta = self.time_left.text()
+        shown = f"{self._step_text} ({eta})" if eta else self._step_text
+        if shown and shown != self._shown:
+            self._shown = shown
+            self.message.emit(shown)
+
+    def _describe(self, _text: str) -> None:
+        eta = self.time_left.text()
+        self.setDescription(f"{self.base_description}: {eta}" if eta else self.base_description)
 
     def run(self) -> bool:
         try:
@@ -82,8 +97,8 @@ class EngineTask(QgsTask):
             self.result = TaskResult(Status.SUCCESS, value)
         except CancelledError as exc:
             self.result = TaskResult(Status.CANCELLED, message=cancelled_message(exc))
-        except EngineError as exc:
-            self.result = TaskResult(Status.FAILURE, message=str(exc), details=traceback.format_exc())
+        except EngineError as exc:  # a user error: its message says it all, a traceback would only alarm
+            self.result = TaskResult(Status.FAILURE, message=str(exc))
         except Exception as exc:  # noqa: BLE001 - an unexpected error must reach the user, not the task manager
             self.result = TaskResult(
                 Status.FAILURE, message=f"Unexpected error: {exc}. Details are in the CropMapper log.",
@@ -98,8 +113,10 @@ class EngineTask(QgsTask):
 
     def finished(self, ok: bool) -> None:  # noqa: ARG002 - the result says it all
         result = self.result or TaskResult(Status.CANCELLED, message="Cancelled before it started.")
-        if result.status is Status.FAILURE:
+        if result.status is Status.FAILURE and result.details:  # unexpected: the traceback is for a bug report
             QgsMessageLog.logMessage(f"{self.description()}: {result.message}\n{result.details}", LOG_TAG, Qgis.Critical)
+        elif result.status is Status.FAILURE:
+            QgsMessageLog.logMessage(f"{self.description()}: {result.message}", LOG_TAG, Qgis.Warning)
         elif result.status is Status.CANCELLED:
             QgsMessageLog.logMessage(f"{self.description()}: {result.message}", LOG_TAG, Qgis.Info)
         self.done.emit(result)

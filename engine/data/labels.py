@@ -79,10 +79,17 @@ def _open_layer(vector: str, layer: Optional[str]) -> tuple[gdal.Dataset, ogr.La
 
 
 def _class_kind(layer: ogr.Layer, class_field: str) -> tuple[int, str]:
-    """Index of the class field and whether it holds text or integers."""
+    """Index of the class field and whether it holds text or integers.
+
+    The feature-id column of a GeoPackage (``fid``), which QGIS lists with the attributes but OGR does not, is read
+    as an integer class field (index -1, kind ``fid``), so that every field QGIS offers can be used.
+    """
     definition = layer.GetLayerDefn()
     index = definition.GetFieldIndex(class_field)
     fields = [definition.GetFieldDefn(i).GetName() for i in range(definition.GetFieldCount())]
+    fid_column = layer.GetFIDColumn()
+    if index < 0 and fid_column and class_field.casefold() == fid_column.casefold():
+        return -1, "fid"
     if index < 0:
         raise EngineError(f"The layer '{layer.GetName()}' has no field '{class_field}'. Its fields are: "
                           f"{', '.join(fields) or '(none)'}. Choose the field holding the crop class.")
@@ -120,6 +127,8 @@ def _transform(layer: ogr.Layer, grid: RasterGrid, warnings: list[str]) -> Optio
 
 def _class_key(feature: ogr.Feature, index: int, kind: str) -> Optional[Union[str, int]]:
     """The feature's class, or None for null / empty / 0 ("no data")."""
+    if kind == "fid":
+        return int(feature.GetFID()) or None
     if not feature.IsFieldSetAndNotNull(index):
         return None
     if kind == "text":
@@ -243,6 +252,11 @@ def rasterize_fields(
         warnings.append(f"The class(es) {', '.join(outside_only)} have no polygon over the raster and were left out.")
 
     keys = sorted({f.key for f in inside}, key=lambda k: (str(k).casefold(), str(k)) if kind == "text" else k)
+    own_classes = class_table is None and len(keys) > 1 and len(keys) == len(inside)
+    id_hint = (f"Every polygon has its own class in '{class_field}' ({len(keys)} classes for {len(inside)} polygons): "
+               "is it an id rather than the crop class? Choose the field holding the crop class.")
+    if own_classes:
+        warnings.append(id_hint)
     unknown: dict[str, int] = {}
     if class_table is None:
         classes = ClassTable.from_names([str(k) for k in keys], colors)
@@ -318,6 +332,7 @@ def rasterize_fields(
         listed = ", ".join(f"'{info.name}'" for info in no_pixels)
         size = "x".join(f"{v:g}" for v in grid.pixel_size)
         raise EngineError(
+            (id_hint + " " if own_classes else "") +
             f"The class(es) {listed} cover no pixel after rasterising: their polygons are smaller than a pixel "
             f"({size} in the raster's units) or lie under polygons of other classes, so the model could not learn "
             "them. Digitise larger polygons for these classes, or remove them from the class field."

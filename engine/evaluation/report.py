@@ -23,6 +23,27 @@ HTML_NAME = "report.html"
 _CSV_COLUMNS = ["value", "name", "color", "precision", "recall", "f1", "iou", "support", "mapped_area_ha"]
 
 
+MIN_TEST_PIXELS = 30  # below this a class's precision / recall move by several points with a handful of pixels
+
+
+def reliability_warnings(metrics: dict, min_pixels: int = MIN_TEST_PIXELS) -> list[str]:
+    """Plain-language reasons not to trust some scores: classes with few test pixels or a single test field, and
+    classes the model never mapped."""
+    warnings = []
+    for c in metrics.get("per_class", []):
+        name, support, n_fields = c["name"], int(c.get("support", 0)), c.get("fields")
+        if support == 0:
+            warnings.append(f"'{name}' has no test pixel: its scores are not measured. Label more fields of it.")
+        elif support < min_pixels:
+            warnings.append(f"'{name}' has only {support} test pixels: its scores are not reliable. Label more "
+                            "fields of it.")
+        elif n_fields == 1:
+            warnings.append(f"'{name}' has a single test field: its scores describe that field, not the class.")
+        if not c.get("mapped_area_ha"):
+            warnings.append(f"'{name}' was learnt but never mapped: no pixel of the map has this class.")
+    return warnings
+
+
 def write_reports(
     metrics: dict,
     out_dir: str | os.PathLike,
@@ -84,13 +105,17 @@ def _fmt(value, digits: int = 3) -> str:
     return html.escape(str(value))
 
 
+# HTML text under the picture, not SVG text: it wraps in any viewer instead of being cut at the picture's edge.
+CONFUSION_CAPTION = "Columns: mapped class &#183; rows: reference class &#183; shade: share of the row."
+
+
 def confusion_svg(cm: list[list[int]], names: list[str], colors: list) -> str:
     """The confusion matrix as an SVG heat map: shade = share of the reference row, text = pixel count."""
     k = len(names)
     cell = 44 if k <= 12 else max(18, 520 // max(k, 1))
     label_w = 28 + 8 * max((len(n) for n in names), default=4)
     top = label_w  # column labels are written rotated, so they need the same room
-    width, height = max(label_w + k * cell + 20, 480), top + k * cell + 40
+    width, height = label_w + k * cell + 20, top + k * cell + 20
     font = max(8, min(12, cell // 3))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -125,11 +150,6 @@ def confusion_svg(cm: list[list[int]], names: list[str], colors: list) -> str:
                     f'<text x="{x + cell / 2}" y="{y + cell / 2 + 4}" font-size="{font - 1}" '
                     f'text-anchor="middle" fill="{ink}">{count}</text>'
                 )
-    bottom = top + k * cell
-    parts.append(
-        f'<text x="{label_w + k * cell / 2}" y="{bottom + 24}" font-size="12" text-anchor="middle">'
-        "columns: mapped class &#183; rows: reference class &#183; shade: share of the row</text>"
-    )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -165,6 +185,11 @@ def render_html(metrics: dict, title: str, extra: Optional[dict] = None) -> str:
             for k, v in facts.items()
         )
         extra_html = f"<h2>Details</h2><table class=\"facts\">{items}</table>"
+    warnings = reliability_warnings(metrics)
+    warnings_html = ""
+    if warnings:
+        warnings_html = "<h2>Warnings</h2><ul class=\"warnings\">" + "".join(
+            f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul>"
     summary_html = "".join(f"<tr><th>{name}</th><td>{_fmt(value)}</td></tr>" for name, value in summary)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -182,8 +207,10 @@ th {{ background: #f3f3f3; }} td:nth-child(3), .facts td, .facts th {{ text-alig
 <th>Reference pixels</th><th>Mapped area (ha)</th></tr>
 {''.join(rows)}
 </table>
+{warnings_html}
 <h2>Confusion matrix</h2>
 {svg}
+<p class="caption">{CONFUSION_CAPTION}</p>
 {extra_html}
 </body></html>
 """

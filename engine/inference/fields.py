@@ -9,7 +9,8 @@ Where the probabilities come from, without ever holding a whole raster:
 
 The output GeoPackage holds every polygon of the input layer with its original geometry, CRS and attributes, plus
 ``crop_class`` (class name), ``crop_value`` (class value 1..K), ``crop_prob`` (mean probability of that class over
-the polygon's mapped pixels, 0..1) and ``crop_pixels`` (mapped pixels whose centre lies in the polygon). Polygons
+the polygon's mapped pixels, 0..1) and ``crop_pixels`` (mapped pixels whose centre lies in the polygon); after
+training, ``crop_split`` says which polygons were training, validation or test fields. Polygons
 without a mapped pixel (outside the image, or only clouds) get NULL in the first three. Fields of the input named
 like these are overwritten. Where polygons overlap, a pixel counts for the one drawn last.
 """
@@ -31,7 +32,8 @@ from .raster import FieldStats, PredictRasterResult
 from .tiling import block_windows
 from .vectors import PolygonBurner, open_polygon_layer
 
-OUTPUT_FIELDS = ("crop_class", "crop_value", "crop_prob", "crop_pixels")
+OUTPUT_FIELDS = ("crop_class", "crop_value", "crop_prob", "crop_pixels", "crop_split")
+SPLIT_FIELD = "crop_split"  # train / val / test / unused: what a labelled polygon was used for (map_crops only)
 
 
 def field_results(
@@ -44,8 +46,12 @@ def field_results(
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
     staging: Optional[StagedOutputs] = None,
+    field_splits: Optional[dict[int, str]] = None,
 ) -> str:
     """Writes the per-polygon class and probability of ``vector`` (layer ``layer``) to ``out_gpkg``; returns its path.
+
+    ``field_splits`` (feature id -> train / val / test / unused): a ``crop_split`` column saying what each labelled
+    polygon was used for (NULL for the others).
 
     ``probabilities_source``: a ``PredictRasterResult`` (its ``field_stats`` when it gathered them for this layer,
     else its probability stack), ``FieldStats``, or the path of a probability stack GeoTIFF.
@@ -54,7 +60,7 @@ def field_results(
     if staging is None:
         with StagedOutputs() as own:
             return field_results(bundle_classes, probabilities_source, vector, out_gpkg, layer, block, progress,
-                                 cancelled, staging=own)
+                                 cancelled, staging=own, field_splits=field_splits)
     reporter = Reporter(progress, cancelled)
     out_gpkg = check_writable(out_gpkg)
     if Path(out_gpkg).resolve() == Path(vector).resolve():
@@ -72,7 +78,7 @@ def field_results(
     best = means.argmax(axis=1)
     by_fid = {fid: i for i, fid in enumerate(stats.fids, start=1)}
     _write_gpkg(str(vector), layer, staging.stage(out_gpkg), bundle_classes, by_fid, best, means, stats.counts,
-                reporter)
+                reporter, field_splits)
     reporter.report(1.0, "Field results written")
     return str(out_gpkg)
 
@@ -128,7 +134,8 @@ def stats_from_stack(stack_path: str, vector: str, layer: Optional[str], block: 
 
 
 def _write_gpkg(vector: str, layer: Optional[str], tmp: Path, classes: ClassTable, by_fid: dict[int, int],
-                best: np.ndarray, means: np.ndarray, counts: np.ndarray, reporter: Reporter) -> None:
+                best: np.ndarray, means: np.ndarray, counts: np.ndarray, reporter: Reporter,
+                field_splits: Optional[dict[int, str]] = None) -> None:
     """Writes the GeoPackage at ``tmp``, checking every OGR call, the close and the result read back."""
     from osgeo import ogr
 
@@ -143,15 +150,17 @@ def _write_gpkg(vector: str, layer: Optional[str], tmp: Path, classes: ClassTabl
         if target is None:
             raise WriteFailed(f"Cannot create a layer in '{tmp}'")
         field_map = []
+        replaced = set(OUTPUT_FIELDS) if field_splits is not None else set(OUTPUT_FIELDS) - {SPLIT_FIELD}
         for i in range(definition.GetFieldCount()):
             field_defn = definition.GetFieldDefn(i)
-            if field_defn.GetName().lower() in OUTPUT_FIELDS:
+            if field_defn.GetName().lower() in replaced:
                 field_map.append(-1)
                 continue
             check_ogr(target.CreateField(field_defn), "Adding a field")
             field_map.append(target.GetLayerDefn().GetFieldCount() - 1)
-        for name, kind in (("crop_class", ogr.OFTString), ("crop_value", ogr.OFTInteger),
-                           ("crop_prob", ogr.OFTReal), ("crop_pixels", ogr.OFTInteger)):
+        added = [("crop_class", ogr.OFTString), ("crop_value", ogr.OFTInteger), ("crop_prob", ogr.OFTReal),
+                 ("crop_pixels", ogr.OFTInteger)] + ([(SPLIT_FIELD, ogr.OFTString)] if field_splits is not None else [])
+        for name, kind in added:
             check_ogr(target.CreateField(ogr.FieldDefn(name, kind)), "Adding a field")
         out_defn = target.GetLayerDefn()
         check_ogr(target.StartTransaction(), "Starting a transaction")
@@ -165,6 +174,8 @@ def _write_gpkg(vector: str, layer: Optional[str], tmp: Path, classes: ClassTabl
             index = by_fid.get(feature.GetFID())
             pixels = int(counts[index]) if index is not None else 0
             out.SetField("crop_pixels", pixels)
+            if field_splits and feature.GetFID() in field_splits:
+                out.SetField(SPLIT_FIELD, field_splits[feature.GetFID()])
             if pixels > 0:
                 value = int(best[index]) + 1
                 out.SetField("crop_class", classes[value - 1].name)

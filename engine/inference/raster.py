@@ -411,7 +411,7 @@ def _style_outputs(out_map: Path, out_conf: Optional[Path], classes: ClassTable,
     qml = sidecar_path(out_map)
     staging.stage(qml).write_text(class_qml(classes), encoding="utf-8")
     if out_conf:
-        staging.stage(sidecar_path(out_conf)).write_text(confidence_qml(), encoding="utf-8")
+        staging.stage(sidecar_path(out_conf)).write_text(confidence_qml(len(classes)), encoding="utf-8")
     return str(qml)
 
 

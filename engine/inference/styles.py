@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 from xml.sax.saxutils import quoteattr
 
 from ..atomic import atomic_output
@@ -61,20 +62,42 @@ def class_qml(classes: ClassTable) -> str:
 """
 
 
-def confidence_qml() -> str:
-    """A QGIS pseudo-colour style for a 0..1 confidence raster (red = unsure, green = sure)."""
-    stops = [(0.0, "#d7191c", "0.0"), (0.5, "#fdae61", "0.5"), (0.75, "#a6d96a", "0.75"), (1.0, "#1a9641", "1.0")]
+CONFIDENCE_COLORS = ("#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641")  # ColorBrewer RdYlGn: unsure -> sure
+
+
+def confidence_stops(n_classes: Optional[int] = None) -> list[tuple[float, str, str]]:
+    """(value, colour, legend label) of the confidence ramp: from 1/K, what a blind guess among K classes scores and
+    so the lowest a winning probability can be, to 1 (certain); from 0 when K is unknown."""
+    low = 1.0 / n_classes if n_classes and n_classes > 1 else 0.0
+    stops = []
+    for i, color in enumerate(CONFIDENCE_COLORS):
+        value = low + (1.0 - low) * i / (len(CONFIDENCE_COLORS) - 1)
+        label = f"{value:.2f}"
+        if i == 0:
+            label += f" unsure (a guess among {n_classes} classes)" if low else " unsure"
+        elif i == len(CONFIDENCE_COLORS) - 1:
+            label += " certain"
+        stops.append((round(value, 4), color, label))
+    return stops
+
+
+def confidence_qml(n_classes: Optional[int] = None) -> str:
+    """A QGIS pseudo-colour style for a confidence raster (red = unsure, green = sure), stretched over 1/K..1."""
+    stops = confidence_stops(n_classes)
+    low = stops[0][0]
     items = "\n".join(
-        f'            <item value="{v}" color="{c}" alpha="255" label="{label}"/>' for v, c, label in stops
+        f'            <item value="{v}" color="{c}" alpha="255" label={quoteattr(label)}/>'
+        for v, c, label in stops
     )
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22.0" styleCategories="AllStyleCategories">
   <pipe>
-    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" alphaBand="-1" classificationMin="0" classificationMax="1" nodataColor="">
+    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" alphaBand="-1" classificationMin="{low}" classificationMax="1" nodataColor="">
       <rasterTransparency/>
       <rastershader>
-        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" minimumValue="0" maximumValue="1">
+        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" minimumValue="{low}" maximumValue="1">
 {items}
+          <rampLegendSettings minimumLabel={quoteattr(stops[0][2])} maximumLabel={quoteattr(stops[-1][2])} prefix="" suffix="" direction="0" useContinuousLegend="1" orientation="2"/>
         </colorrampshader>
       </rastershader>
     </rasterrenderer>

@@ -110,6 +110,24 @@ def test_real_slovenia_matches_reference_raster(shared_data):
     assert by_id.classes.names == ["1", "2", "3", "4", "8"]  # ID 0 ("no data") skipped
 
 
+def test_geopackage_fid_is_a_readable_class_field(fields):
+    """QGIS lists a GeoPackage's ``fid`` with the attributes; the engine must read it too (one class per polygon)."""
+    path, geometries, attributes = fields
+    write_vector(path, geometries, attributes)
+    result = rasterize_fields(path, GRID, "fid")
+    assert result.classes.names == ["1", "2", "3", "4", "5"]
+    assert result.field_classes == {i: i for i in range(1, 6)}
+    assert any("Every polygon has its own class in 'fid'" in w for w in result.warnings)
+    assert not any("own class" in w for w in rasterize_fields(path, GRID, "crop").warnings)
+
+
+def test_id_field_with_subpixel_polygons_says_it_looks_like_an_id(tmp_path):
+    geometries = [pixel_box(2, 2, 6, 5), box(ORIGIN[0] + 101, ORIGIN[1] - 109, ORIGIN[0] + 102, ORIGIN[1] - 108)]
+    path = write_vector(tmp_path / "f.gpkg", geometries, [{"index": 1}, {"index": 2}])
+    with pytest.raises(EngineError, match="own class in 'index'.*id rather than the crop class.*cover no pixel"):
+        rasterize_fields(path, GRID, "index")
+
+
 # --- bad input ---------------------------------------------------------------------------------------------------
 
 def test_missing_file_layer_and_field(tmp_path, fields):

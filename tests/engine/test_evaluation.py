@@ -117,3 +117,23 @@ def test_report_folder_not_writable(tmp_path, random_pairs, classes):
     blocker.write_text("x")
     with pytest.raises(EngineError, match="report folder"):
         write_reports(m, blocker / "sub")
+
+
+def test_reliability_warnings_and_caption_outside_the_picture(tmp_path):
+    from engine.evaluation import reliability_warnings
+
+    classes = ClassTable.from_names(["maize", "wheat", "rye", "oats"])
+    cm = np.array([[200, 10, 0, 0], [5, 12, 0, 0], [40, 0, 0, 0], [0, 0, 0, 100]])
+    m = metrics_from_confusion(cm, classes, 100.0, mapped_counts=np.array([300, 40, 0, 90]))
+    for row, fields in zip(m["per_class"], (9, 3, 2, 1)):
+        row["fields"] = fields
+    warnings = reliability_warnings(m)
+    assert any("'wheat' has only 17 test pixels" in w for w in warnings)
+    assert any("'oats' has a single test field" in w for w in warnings)
+    assert any("'rye' was learnt but never mapped" in w for w in warnings)
+    assert not any("'maize'" in w for w in warnings)
+    _json, _csv, html_path = write_reports(m, tmp_path)
+    page = open(html_path, encoding="utf-8").read()
+    assert "<h2>Warnings</h2>" in page and "single test field" in page
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert "Columns: mapped class" not in svg and "Columns: mapped class" in page  # HTML text wraps, SVG text is cut

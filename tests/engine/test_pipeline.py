@@ -34,6 +34,38 @@ def test_map_crops_writes_every_output(scene, tmp_path):
     assert result.train is not None and result.predict.fields_path
 
 
+def test_staged_run_names_its_final_paths_and_the_fields_split(scene, tmp_path):
+    """A caller writing into a staging folder (the dialog, Processing) gets reports and provenance naming the final
+    folder; the field-level output says which polygons were training, validation and test fields."""
+    import json
+
+    from osgeo import ogr
+
+    from engine.bundle import ModelBundle
+
+    series, labels = _inputs(scene)
+    staging, final = tmp_path / ".run.partial", tmp_path / "run"
+    result = pipeline.map_crops(
+        series, labels, str(staging), train_options=pipeline.TrainOptions(**FAST),
+        pretrain_options=pipeline.PretrainOptions(**FAST), predict_options=pipeline.PredictOptions(device="cpu"),
+        final_dir=str(final), outputs=("map", "confidence", "fields", "report", "probabilities"),
+    )
+    from osgeo import gdal
+
+    assert gdal.Open(str(staging / "probabilities.tif")).RasterCount == len(result.report.metrics["per_class"])
+    metrics = json.loads((staging / "report" / "metrics.json").read_text())
+    assert metrics["map"] == str(final / "crop_map.tif")
+    assert "partial" not in (staging / "report" / "report.html").read_text()
+    provenance = ModelBundle.load(str(staging / "model.cropmodel")).provenance
+    assert provenance["init_model"] == str(final / "pretrained.cropmodel")
+    assert all("fields" in c for c in result.report.metrics["per_class"])
+    assert sum(c["fields"] for c in result.report.metrics["per_class"]) == result.train.split["test"]["fields"]
+    dataset = ogr.Open(str(staging / "fields.gpkg"))
+    splits = [f.GetField("crop_split") for f in dataset.GetLayer(0)]
+    counts = {name: splits.count(name) for name in ("train", "val", "test")}
+    assert counts == {name: result.train.split[name]["fields"] for name in ("train", "val", "test")}
+
+
 def test_cancel_after_training_leaves_no_output(scene, tmp_path):
     """Cancelled while mapping: the models already written go too, and files that were there stay."""
     series, labels = _inputs(scene)

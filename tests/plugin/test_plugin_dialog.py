@@ -17,6 +17,7 @@ from qgis.core import (
     QgsSymbol,
     QgsVectorLayer,
 )
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor
 
 from cropmapper.ui.dialog import MapCropsDialog
@@ -127,6 +128,8 @@ def test_settings_are_remembered(dialog, qgis_iface):
 
 @pytest.mark.slow
 def test_run_adds_styled_results(dialog, tmp_path, wait_for):
+    assert not dialog.output_checks["probabilities"].isChecked()  # K bands: asked for, not imposed
+    dialog.output_checks["probabilities"].setChecked(True)
     task = dialog.start()
     assert task is not None, dialog.status.text()
     wait_for(lambda: dialog.last_result is not None)
@@ -138,22 +141,41 @@ def test_run_adds_styled_results(dialog, tmp_path, wait_for):
 
     group = QgsProject.instance().layerTreeRoot().findGroup("run1")
     assert group is not None
-    layers = {node.layer().name(): node.layer() for node in group.findLayers()}
-    assert set(layers) == {"Crop map", "Confidence", "Fields (predicted class)"}
+    ordered = [node.layer().name() for node in group.findLayers()]
+    # Named after the run; the field outlines lie above the crop map, which they no longer hide.
+    assert ordered == ["Fields: predicted class (run1)", "Crop map (run1)", "Confidence (run1)",
+                       "Class probabilities (run1)"]
+    assert (final / "probabilities.tif").is_file()
+    layers = {node.layer().name().split(" (")[0]: node.layer() for node in group.findLayers()}
     class_map = layers["Crop map"]
     assert isinstance(class_map.renderer(), QgsPalettedRasterRenderer)
     names = {c.label for c in class_map.renderer().classes()}
     assert names == CLASSES
-    assert isinstance(layers["Confidence"].renderer(), QgsSingleBandPseudoColorRenderer)
-    fields_renderer = layers["Fields (predicted class)"].renderer()
+    confidence = layers["Confidence"].renderer()
+    assert isinstance(confidence, QgsSingleBandPseudoColorRenderer)
+    assert confidence.classificationMin() == pytest.approx(1 / len(CLASSES))  # stretched from a guess among K
+    fields_layer = layers["Fields: predicted class"]
+    fields_renderer = fields_layer.renderer()
     assert isinstance(fields_renderer, QgsCategorizedSymbolRenderer)
-    assert {c.value() for c in fields_renderer.categories()} == CLASSES
+    categories = fields_renderer.categories()
+    assert {c.value() for c in categories} == CLASSES
+    assert all(c.symbol().symbolLayer(0).brushStyle() == Qt.NoBrush for c in categories)  # outlines only
+    # Which fields went to training, validation and test.
+    splits = {f["crop_split"] for f in fields_layer.getFeatures()}
+    assert {"train", "val", "test"} <= splits
 
     html = dialog.results_view.toHtml()
-    for word in ("overall accuracy", "mIoU", "kappa", "forest", "Open the full HTML report"):
-        assert word in html
+    for word in ("overall accuracy", "mIoU", "kappa", "forest", "Open the full HTML report", "Test fields",
+                 "crop_split", "Trust in these scores", "test pixels"):
+        assert word in html, word
     assert (final / "report").is_dir()
     assert dialog.progress.value() == 100
+    # The report and the model name the final files, not the hidden staging folder removed after the run.
+    import json
+
+    metrics = json.loads((final / "report" / "metrics.json").read_text())
+    assert metrics["map"] == str(final / "crop_map.tif") and Path(metrics["map"]).is_file()
+    assert ".partial" not in (final / "report" / "report.html").read_text()
 
 
 @pytest.mark.slow
@@ -169,6 +191,7 @@ def test_cancel_mid_run_leaves_no_files(dialog, tmp_path, wait_for):
     leftovers = [str(p) for p in out.rglob("*")] if out.exists() else []
     assert leftovers == []
     assert QgsProject.instance().layerTreeRoot().findGroup("run1") is None
+    assert "cancelled" in dialog.results_view.toPlainText()  # not the results of an earlier run
 
 
 def test_project_raster_layers_are_added_by_their_files(qgis_iface, slovenia, qgis_new_project):  # noqa: ARG001

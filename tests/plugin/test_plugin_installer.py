@@ -35,7 +35,7 @@ def test_packages_folder_is_per_python_version(tmp_path):
     folder.mkdir()
     try:
         assert installer.add_packages_dir_to_path(folder) is True
-        assert sys.path[0] == str(folder)
+        assert sys.path[-1] == str(folder)  # behind QGIS's and other plugins' packages
         assert installer.add_packages_dir_to_path(folder) is False  # only once
     finally:
         sys.path.remove(str(folder))
@@ -105,7 +105,7 @@ def test_installs_a_pure_python_package_into_a_target(tmp_path):
         assert lines[0].startswith("$ ") and "--target" in lines[0]
         assert (target / "einops" / "__init__.py").is_file()
         assert list(target.glob("einops-0.8.2.dist-info"))
-        assert str(target) == sys.path[0]  # usable at once
+        assert str(target) == sys.path[-1]  # usable at once, shadowing nothing
         assert not list(target.glob("numpy*"))
     finally:
         if str(target) in sys.path:
@@ -135,3 +135,39 @@ def test_installer_dialog_runs_pip_in_a_task_with_a_visible_log(tmp_path, wait_f
     assert results[0].restart and "Restart QGIS" in dialog.status.text()
     assert dialog.install_button.isEnabled()
     dialog.close()
+
+
+def test_copies_of_packages_python_has_are_removed_and_the_folder_goes_last(tmp_path):
+    """pip --target brings torch's dependencies (jinja2, MarkupSafe, ...) even when QGIS has them: they must go, and
+    the folder must not be first on sys.path, where its copies would shadow other plugins' packages."""
+    target = tmp_path / "py"
+    target.mkdir()
+    jinja2 = importlib.metadata.version("jinja2")  # QGIS's Python has it (Debian: python3-jinja2)
+    _fake_dist(target, "Jinja2", "jinja2", jinja2)  # the copy pip --target leaves
+    (target / "jinja2" / "__pycache__").mkdir()
+    (target / "jinja2" / "__pycache__" / "late.cpython-311.pyc").write_bytes(b"")  # compiled later: not in RECORD
+    own, info = _fake_dist(target, "surely-missing-pkg", "surely_missing_pkg", "1.0")
+    removed = installer.remove_duplicates(target, keep=["einops"])
+    assert removed == [f"Jinja2 {jinja2}"]
+    assert not (target / "jinja2").exists() and not list(target.glob("[Jj]inja2-*"))
+    assert (own / "__init__.py").is_file() and info.is_dir()  # what this Python lacks stays
+    _fake_dist(target, "Jinja2", "jinja2", "999.0")  # newer than this Python's: torch may need it, it stays
+    assert installer.remove_duplicates(target, keep=[]) == [] and (target / "jinja2").is_dir()
+
+    try:
+        assert installer.add_packages_dir_to_path(target) is True
+        assert sys.path[-1] == str(target) and sys.path.index(str(target)) > 0
+    finally:
+        sys.path.remove(str(target))
+
+
+def _fake_dist(target: Path, name: str, package: str, version: str) -> tuple[Path, Path]:
+    """A package folder and its .dist-info with a RECORD, as pip --target writes them."""
+    folder = target / package
+    folder.mkdir(exist_ok=True)
+    (folder / "__init__.py").write_text("")
+    info = target / f"{package}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "RECORD").write_text(f"{package}/__init__.py,,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
+    return folder, info

@@ -154,6 +154,28 @@ def test_missing_dependency_offers_the_installer(qgis_iface, monkeypatch):
         plugin.unload()
 
 
+def test_a_successful_install_clears_the_missing_warning(qgis_iface, monkeypatch):
+    from cropmapper.ui import installer
+
+    monkeypatch.setattr(installer, "MINIMUM_VERSIONS", {**installer.MINIMUM_VERSIONS, "torch": "999.0"})
+    plugin = cropmapper.classFactory(qgis_iface)
+    plugin.initGui()
+    bar = qgis_iface.messageBar()
+    try:
+        plugin.check_dependencies()
+        plugin.show_installer()
+        warning = plugin.dependency_message
+        assert warning in bar.items()
+        assert "too old" in plugin.installer_dialog.info.text()
+        monkeypatch.setattr(installer, "MINIMUM_VERSIONS", {**installer.MINIMUM_VERSIONS, "torch": "2.1"})
+        # What the installer dialog does when pip succeeded (the pip run itself is tested in test_plugin_installer).
+        plugin.installer_dialog._done(installer.InstallResult(True, "Installed.", False))
+        assert plugin.dependency_message is None and warning not in bar.items()
+        assert "are installed" in plugin.installer_dialog.info.text()
+    finally:
+        plugin.unload()
+
+
 def test_action_opens_the_dialog(qgis_iface):
     plugin = cropmapper.classFactory(qgis_iface)
     plugin.initGui()

@@ -27,7 +27,8 @@ def test_package_zip(tmp_path):
         archive.extractall(tmp_path / "plugins")
     assert {name.split("/")[0] for name in names} == {"cropmapper"}
     for needed in ("__init__.py", "plugin.py", "metadata.txt", "LICENSE", "resources/icon.svg", "engine/pipeline.py",
-                   "processing/provider.py", "processing/mapcrops.py", "ui/installer.py"):
+                   "processing/provider.py", "processing/mapcrops.py", "ui/installer.py", "docs/USER_GUIDE.md",
+                   "docs/img/dialog_run.png"):
         assert f"cropmapper/{needed}" in names, needed
     for name in names:
         parts = name.split("/")
