@@ -102,7 +102,7 @@ def add_series_parameters(alg: QgsProcessingAlgorithm) -> None:
 
 def add_product_parameters(alg: QgsProcessingAlgorithm) -> None:
     """Sentinel-2 products as downloaded, their bands, and the area read from them."""
-    add(alg, QgsProcessingParameterMultipleLayers(S2_PRODUCTS, "Sentinel-2 products (optional)",
+    add(alg, QgsProcessingParameterMultipleLayers(S2_PRODUCTS, "Sentinel-2 products",
                                                    QgsProcessing.TypeFile, optional=True),
          "L2A or L1C products as downloaded: .SAFE.zip files or .SAFE folders (or their MTD_MSIL2A.xml), one per "
          "date, read without unzipping; bands resampled to 10 m, harmonised across processing baselines, clouds "
@@ -112,7 +112,7 @@ def add_product_parameters(alg: QgsProcessingAlgorithm) -> None:
     add(alg, _advanced(QgsProcessingParameterString(S2_BANDS, "Bands read from the products",
                                                      defaultValue=",".join(DEFAULT_BANDS), optional=True)),
          "Comma-separated Sentinel-2 bands, e.g. B02,B03,B04,B08; 20 m and 60 m bands are resampled to 10 m.")
-    add(alg, QgsProcessingParameterExtent(AREA, "Area to read from the products (optional)", optional=True),
+    add(alg, QgsProcessingParameterExtent(AREA, "Area to read from the products", optional=True),
          "Only this extent is read (default: the fields' extent when fields are given, else the whole tile).")
 
 

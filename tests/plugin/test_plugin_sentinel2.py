@@ -26,7 +26,7 @@ def test_a_folder_of_products_becomes_dated_rows_read_over_the_fields(qgis_iface
     assert table.rowCount() == 10
     dates = [table.item(r, COL_DATE).text() for r in range(10)]
     assert dates == sorted(dates) and dates[0] == "2018-01-23"
-    assert table.item(0, COL_BANDS).text().startswith("B02, B03, B04, B05")
+    assert table.item(0, COL_BANDS).text().startswith("10: B02, B03, B04, B05")
     dialog.set_polygons(fields, "EC_hcat_n")
     dialog.mask_combo.setCurrentIndex(dialog.mask_combo.findData("scl"))  # products bring their own SCL
     assert not [p for p in dialog.check() if "product" in p or "SCL" in p or "date" in p]
