@@ -15,10 +15,12 @@ from ..model import STCLN, STCLNConfig
 from ..progress import CancelledCallback, ProgressCallback
 from .checkpoint import resume_training, save_training
 from .distributed import all_reduce_sum, barrier
-from .masking import MASK_MODES, apply_mask_token, make_pretraining_mask, reconstruction_sums
-from .runtime import check_finite, global_normalised, log, optimiser_step, setup_runtime, wrap_for_training
-from .sampling import CropSampler, batch_dates, default_steps, derive_seed, make_batch, rank_slice
+from .allocator import training_allocator
+from .masking import MASK_MODES, apply_mask_token, make_pretraining_mask
+from .runtime import check_finite, log, setup_runtime, wrap_for_training
+from .sampling import CropSampler, batch_dates, crop_size, default_steps, derive_seed, make_batch, rank_slice
 from .scene import Scene
+from .steps import plan_step, pretrain_step
 
 
 @dataclass
@@ -109,36 +111,37 @@ def pretrain(
     sampler = CropSampler(scenes, crop)
     steps = steps_per_epoch or default_steps(scenes, crop, batch_size)
     share = rank_slice(batch_size, rt.dist.rank, rt.dist.world_size)
-    for epoch in range(start, epochs):
-        began = time.perf_counter()
-        rng = np.random.default_rng(derive_seed(seed, epoch))  # the same global batch on every rank
-        torch.manual_seed(derive_seed(seed, epoch, rt.dist.rank, 1))  # dropout, per rank
-        train_module.train()
-        total = torch.zeros((), device=rt.device)
-        count = torch.zeros((), device=rt.device)
-        for step in range(steps):
-            reporter.report((epoch + step / steps) / epochs, f"Pre-training: epoch {epoch + 1}/{epochs}")
-            crops = sampler.sample(rng, batch_size)
-            dates = batch_dates(scenes, crops)
-            mask = make_pretraining_mask((batch_size, dates, crop, crop), mask_ratio, mask_mode, rng)[share]
-            batch = make_batch(scenes, crops[share], crop, dates=dates).to(rt.device)
-            mask = mask.to(rt.device)
-            with rt.precision.autocast():
-                prediction = train_module(batch.x, batch.positions, batch.valid, mask)
-            sse, n = reconstruction_sums(prediction, batch.x, mask, batch.valid)
-            loss, n_global = global_normalised(sse, n, rt.dist.world_size)
-            optimiser_step(loss, optimiser, module, clip, rt.precision)
-            total += sse.detach()
-            count += n_global
-        epoch_loss = float(all_reduce_sum(total) / count.clamp(min=1.0))
-        check_finite(epoch_loss, "pre-training")
-        history.append({"epoch": epoch + 1, "loss": epoch_loss, "seconds": round(time.perf_counter() - began, 3)})
-        if rt.dist.is_main:
-            log.info("pretrain epoch %d/%d loss %.5f (%.1f s)", epoch + 1, epochs, epoch_loss, history[-1]["seconds"])
-            if checkpoint:
-                save_training(checkpoint, "pretrain", config.to_dict(), epoch + 1, history, module, optimiser,
-                              rt.precision.scaler)
-        barrier()
+    with training_allocator():  # keeps the step's buffers for re-use; handed back when training ends
+        for epoch in range(start, epochs):
+            began = time.perf_counter()
+            rng = np.random.default_rng(derive_seed(seed, epoch))  # the same global batch on every rank
+            torch.manual_seed(derive_seed(seed, epoch, rt.dist.rank, 1))  # dropout, per rank
+            train_module.train()
+            total = torch.zeros((), device=rt.device)
+            count = torch.zeros((), device=rt.device)
+            for step in range(steps):
+                reporter.report((epoch + step / steps) / epochs, f"Pre-training: epoch {epoch + 1}/{epochs}")
+                crops = sampler.sample(rng, batch_size)
+                dates = batch_dates(scenes, crops)
+                size = crop_size(scenes, crops, crop)
+                mask = make_pretraining_mask((batch_size, dates, *size), mask_ratio, mask_mode, rng)[share]
+                batch = make_batch(scenes, crops[share], size, dates=dates).to(rt.device)
+                plan = plan_step(config, dates, size[0] * size[1], batch.x.shape[0],
+                                 divisible=not rt.dist.distributed)
+                model.recompute_chunk = plan.recompute_chunk
+                sse, n_global = pretrain_step(train_module, module, batch, mask.to(rt.device), optimiser, clip,
+                                              rt.precision, rt.dist.world_size, plan.micro_batch)
+                total += sse
+                count += n_global
+            epoch_loss = float(all_reduce_sum(total) / count.clamp(min=1.0))
+            check_finite(epoch_loss, "pre-training")
+            history.append({"epoch": epoch + 1, "loss": epoch_loss, "seconds": round(time.perf_counter() - began, 3)})
+            if rt.dist.is_main:
+                log.info("pretrain epoch %d/%d loss %.5f (%.1f s)", epoch + 1, epochs, epoch_loss, history[-1]["seconds"])
+                if checkpoint:
+                    save_training(checkpoint, "pretrain", config.to_dict(), epoch + 1, history, module, optimiser,
+                                  rt.precision.scaler)
+            barrier()
     reporter.report(1.0, "Pre-training finished")
     return PretrainResult(
         state_dict={k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()},
