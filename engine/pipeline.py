@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -61,6 +61,7 @@ class PretrainOptions:
     seed: int = 0
     device: str = "auto"
     resume: bool = False
+    time_budget_minutes: Optional[float] = None  # fewer epochs / steps where they would not fit (training/schedule.py)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class TrainOptions:
     patience: Optional[int] = None  # early stopping after this many epochs without a better val mIoU
     device: str = "auto"
     resume: bool = False
+    time_budget_minutes: Optional[float] = None  # fewer epochs / steps where they would not fit (training/schedule.py)
 
 
 @dataclass
@@ -95,6 +97,7 @@ class PretrainOutcome:
     model_path: str
     history: list[dict]
     seconds: float
+    schedule: dict = field(default_factory=dict)  # epochs and steps run, time budget, a note for the user
 
 
 @dataclass
@@ -105,6 +108,7 @@ class TrainOutcome:
     split: dict  # number of fields and pixels in train / val / test
     warnings: list[str]
     seconds: float
+    schedule: dict = field(default_factory=dict)  # epochs and steps run, time budget, a note for the user
 
 
 @dataclass
@@ -219,6 +223,7 @@ def pretrain(
         device=options.device,
         checkpoint=_checkpoint_path(out_model),
         resume=options.resume,
+        time_budget_s=_budget_seconds(options.time_budget_minutes, started),
         progress=reporter.span(0.1, 0.98).report_callback(),
         cancelled=cancelled,
     )
@@ -227,7 +232,7 @@ def pretrain(
         step="pretrain", inputs=inputs, options=asdict(options), history=result.history,
     )
     reporter.report(1.0, "Pre-training done")
-    return PretrainOutcome(str(out_model), result.history, time.perf_counter() - started)
+    return PretrainOutcome(str(out_model), result.history, time.perf_counter() - started, result.schedule)
 
 
 def train(
@@ -298,6 +303,7 @@ def train(
         device=options.device,
         checkpoint=_checkpoint_path(out_model),
         resume=options.resume,
+        time_budget_s=_budget_seconds(options.time_budget_minutes, started),
         progress=reporter.span(0.1, 0.98).report_callback(),
         cancelled=cancelled,
     )
@@ -320,7 +326,8 @@ def train(
     )
     reporter.report(1.0, "Training done")
     return TrainOutcome(
-        str(out_model), result.history, result.val_metrics, split_summary, warnings, time.perf_counter() - started
+        str(out_model), result.history, result.val_metrics, split_summary, warnings, time.perf_counter() - started,
+        result.schedule,
     )
 
 
@@ -452,12 +459,16 @@ def map_crops(
     outputs: tuple = ("map", "confidence", "fields", "report"),
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
+    time_budget_minutes: Optional[float] = None,
 ) -> MapCropsOutcome:
     """All steps: [pre-train] -> train (or an existing model) -> map -> field results -> accuracy report.
 
     Writes into ``out_dir``: ``model.cropmodel`` (and ``pretrained.cropmodel``), ``crop_map.tif``,
-    ``confidence.tif``, ``fields.gpkg`` and ``report/``.
+    ``confidence.tif``, ``fields.gpkg`` and ``report/``. ``time_budget_minutes`` bounds pre-training plus
+    training (``PRETRAIN_BUDGET_SHARE``); what training chose is in ``train.schedule``.
     """
+    if time_budget_minutes is not None:
+        _check_time_budget(time_budget_minutes)
     folder = Path(out_dir)
     existed = folder.exists()
     check_writable(folder / "crop_map.tif")
@@ -465,12 +476,31 @@ def map_crops(
     try:
         return _map_crops(
             series, labels, folder, train_options, pretrain_options, predict_options, existing_model, outputs,
-            as_reporter(progress, cancelled), cancelled,
+            as_reporter(progress, cancelled), cancelled, time_budget_minutes,
         )
     except BaseException:
         # The steps that finished wrote complete files, but a cancelled or failed job leaves none of its outputs.
         _remove_new_files(folder, before, remove_folder=not existed)
         raise
+
+
+# Share of a map_crops time budget given to pre-training; training gets the rest, including what pre-training
+# left unused.
+PRETRAIN_BUDGET_SHARE = 0.35
+
+
+def _budget_seconds(minutes: Optional[float], started: float) -> Optional[float]:
+    """Seconds a training step may use: ``minutes`` less what the step spent before training (reading)."""
+    if minutes is None:
+        return None
+    _check_time_budget(minutes)
+    return max(1.0, minutes * 60.0 - (time.perf_counter() - started))
+
+
+def _check_time_budget(minutes: float) -> None:
+    if not (minutes > 0 and minutes != float("inf")):
+        raise EngineError(f"The time budget must be a positive number of minutes, not {minutes}. "
+                          "Give e.g. 10, or leave it empty to train for the epochs asked.")
 
 
 def _remove_new_files(folder: Path, before: set, remove_folder: bool) -> None:
@@ -486,7 +516,7 @@ def _remove_new_files(folder: Path, before: set, remove_folder: bool) -> None:
 
 
 def _map_crops(series, labels, folder, train_options, pretrain_options, predict_options, existing_model, outputs,
-               reporter, cancelled) -> MapCropsOutcome:
+               reporter, cancelled, time_budget_minutes=None) -> MapCropsOutcome:
     warnings: list[str] = []
     trained: Optional[TrainOutcome] = None
     if existing_model:
@@ -495,10 +525,17 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
     else:
         init = None
         train_from = 0.0
+        began = time.perf_counter()
+        if pretrain_options is not None and time_budget_minutes:
+            pretrain_options = replace(pretrain_options,
+                                       time_budget_minutes=time_budget_minutes * PRETRAIN_BUDGET_SHARE)
         if pretrain_options is not None:
             init = str(folder / "pretrained.cropmodel")
             pretrain(series, init, pretrain_options, reporter.span(0.0, 0.3).report_callback(), cancelled)
             train_from = 0.3
+        if time_budget_minutes:
+            left = time_budget_minutes - (time.perf_counter() - began) / 60.0
+            train_options = replace(train_options, time_budget_minutes=max(left, 0.1))
         model_path = str(folder / "model.cropmodel")
         trained = train(series, labels, model_path, train_options, init, reporter.span(train_from, 0.75).report_callback(), cancelled)
         warnings += trained.warnings

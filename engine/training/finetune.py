@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -21,6 +21,7 @@ from .runtime import Runtime, check_finite, log, setup_runtime, wrap_for_trainin
 from .sampling import (Batch, CropSampler, batch_dates, crop_size, default_finetune_steps, derive_seed, make_batch,
                        rank_slice)
 from .scene import Scene
+from .schedule import RunSchedule, agree
 from .steps import StepPlan, finetune_step, plan_step
 from .validation import ValidationSet
 
@@ -35,6 +36,7 @@ class FinetuneResult:
     best_epoch: int
     val_metrics: dict[str, Any]
     class_weights: Optional[list[float]] = None
+    schedule: dict[str, Any] = field(default_factory=dict)  # epochs and steps run (RunSchedule.summary)
 
 
 # Real labels are very unequal (the Slovenia sample: 7601 forest pixels, 11 cultivated): uncapped inverse frequency
@@ -77,6 +79,7 @@ def finetune(
     precision: str = "auto",
     checkpoint: Optional[str] = None,
     resume: bool = False,
+    time_budget_s: Optional[float] = None,
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
     model_factory: Optional[Callable[[STCLNConfig], nn.Module]] = None,
@@ -86,6 +89,8 @@ def finetune(
     ``init_state``: a pre-trained backbone (its head is not loaded), or None to start from scratch. After every
     epoch the val scenes are predicted in tiles and scored (OA, mIoU); the state with the best mIoU is kept, and
     ``patience`` stops after that many epochs without improvement. ``batch_size`` is the global batch (torchrun).
+    ``time_budget_s``: fewer epochs (and steps per epoch) than asked where they would not fit in that many
+    seconds, measured as the run goes (``FinetuneResult.schedule`` says what was chosen).
     ``model_factory`` builds another network from ``config`` (default ``STCLN``), e.g. a baseline for a study; it
     must have ``forward(x, positions, valid) -> logits (B, K, H, W)`` (and ``load_backbone`` if ``init_state``).
     """
@@ -122,8 +127,12 @@ def finetune(
     sampler = CropSampler(train_scenes, crop, labelled=True)
     steps = steps_per_epoch or default_finetune_steps(train_scenes, crop, batch_size)
     share = rank_slice(batch_size, rt.dist.rank, rt.dist.world_size)
+    schedule = RunSchedule(epochs, steps, time_budget_s, start)
     with training_allocator():  # keeps the step's buffers for re-use; handed back when training ends
         for epoch in range(start, epochs):
+            if schedule.finished(epoch):
+                break
+            schedule.epoch_begins()
             if patience is not None and has_val and best["stale"] >= patience:
                 break
             began = time.perf_counter()
@@ -132,8 +141,10 @@ def finetune(
             train_module.train()
             total = torch.zeros((), device=rt.device)
             count = torch.zeros((), device=rt.device)
-            for step in range(steps):
-                reporter.report((epoch + step / steps) / epochs, f"Training: epoch {epoch + 1}/{epochs}")
+            step = 0
+            while step < schedule.steps:
+                reporter.report((epoch + step / schedule.steps) / schedule.epochs,
+                                f"Training: epoch {epoch + 1}/{schedule.epochs}{schedule.left(epoch, step)}")
                 crops = sampler.sample(rng, batch_size)
                 size = crop_size(train_scenes, crops, crop)
                 batch = make_batch(
@@ -144,12 +155,16 @@ def finetune(
                                                    rt.precision, rt.dist.world_size, plan.micro_batch)
                 total += loss_sum
                 count += n_global
+                step += 1
+                schedule.step_done()
+                if step == 1:
+                    agree(schedule)
             epoch_loss = float(all_reduce_sum(total) / count.clamp(min=1e-12))
             check_finite(epoch_loss, "training")
 
             record: dict[str, Any] = {"epoch": epoch + 1, "loss": epoch_loss, "val_oa": None, "val_miou": None}
             if has_val:
-                reporter.report((epoch + 1) / epochs, f"Validating: epoch {epoch + 1}/{epochs}")
+                reporter.report((epoch + 1) / schedule.epochs, f"Validating: epoch {epoch + 1}/{schedule.epochs}")
                 cm = validation.confusion(model, k, rt.device, rt.precision)
                 metrics = summarize(all_reduce_sum(torch.from_numpy(cm).to(rt.device)).cpu().numpy())
                 record["val_oa"], record["val_miou"] = metrics["overall_accuracy"], metrics["miou"]
@@ -168,6 +183,8 @@ def finetune(
                 best["stale"] += 1
             record["seconds"] = round(time.perf_counter() - began, 3)
             history.append(record)
+            schedule.epoch_done()
+            agree(schedule)
             if rt.dist.is_main:
                 log.info(
                     "train epoch %d/%d loss %.4f val OA %s mIoU %s (%.1f s)",
@@ -177,6 +194,8 @@ def finetune(
                     save_training(checkpoint, "finetune", config.to_dict(), epoch + 1, history, model, optimiser,
                                   rt.precision.scaler, best=best)
             barrier()
+    if time_budget_s and rt.dist.is_main:
+        log.info(schedule.summary()["note"])
     reporter.report(1.0, "Training finished")
     state = best["state"] or {n: v.detach().cpu().clone() for n, v in model.state_dict().items()}
     return FinetuneResult(
@@ -185,6 +204,7 @@ def finetune(
         best_epoch=int(best["epoch"]),
         val_metrics=dict(best["metrics"]),
         class_weights=[float(w) for w in weights] if class_weights else None,
+        schedule=schedule.summary(),
     )
 
 

@@ -20,6 +20,7 @@ from .masking import MASK_MODES, apply_mask_token, make_pretraining_mask
 from .runtime import check_finite, log, setup_runtime, wrap_for_training
 from .sampling import CropSampler, batch_dates, crop_size, default_steps, derive_seed, make_batch, rank_slice
 from .scene import Scene
+from .schedule import RunSchedule, agree
 from .steps import plan_step, pretrain_step
 
 
@@ -31,6 +32,7 @@ class PretrainResult:
     state_dict: dict[str, torch.Tensor]
     history: list[dict[str, Any]]
     pretext_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)  # epochs and steps run (RunSchedule.summary)
 
 
 class MaskedPretrainer(nn.Module):
@@ -67,6 +69,7 @@ def pretrain(
     checkpoint: Optional[str] = None,
     resume: bool = False,
     init_state: Optional[dict[str, torch.Tensor]] = None,
+    time_budget_s: Optional[float] = None,
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
 ) -> PretrainResult:
@@ -75,7 +78,8 @@ def pretrain(
 
     ``batch_size`` is the global batch: under torchrun every rank draws the same crops from (seed, epoch) and
     trains on its share, so the result matches one process. With ``checkpoint`` the state is written after every
-    epoch (rank 0); ``resume`` continues from it and ends with the weights an uninterrupted run would have.
+    epoch (rank 0); ``time_budget_s`` runs fewer epochs / steps than asked where they would not fit (measured as
+    the run goes; ``PretrainResult.schedule`` says what was chosen); ``resume`` continues from it and ends with the weights an uninterrupted run would have.
     """
     if not scenes:
         raise EngineError("Pre-training needs at least one region of imagery.")
@@ -111,16 +115,22 @@ def pretrain(
     sampler = CropSampler(scenes, crop)
     steps = steps_per_epoch or default_steps(scenes, crop, batch_size)
     share = rank_slice(batch_size, rt.dist.rank, rt.dist.world_size)
+    schedule = RunSchedule(epochs, steps, time_budget_s, start)
     with training_allocator():  # keeps the step's buffers for re-use; handed back when training ends
         for epoch in range(start, epochs):
+            if schedule.finished(epoch):
+                break
+            schedule.epoch_begins()
             began = time.perf_counter()
             rng = np.random.default_rng(derive_seed(seed, epoch))  # the same global batch on every rank
             torch.manual_seed(derive_seed(seed, epoch, rt.dist.rank, 1))  # dropout, per rank
             train_module.train()
             total = torch.zeros((), device=rt.device)
             count = torch.zeros((), device=rt.device)
-            for step in range(steps):
-                reporter.report((epoch + step / steps) / epochs, f"Pre-training: epoch {epoch + 1}/{epochs}")
+            step = 0
+            while step < schedule.steps:
+                reporter.report((epoch + step / schedule.steps) / schedule.epochs,
+                                f"Pre-training: epoch {epoch + 1}/{schedule.epochs}{schedule.left(epoch, step)}")
                 crops = sampler.sample(rng, batch_size)
                 dates = batch_dates(scenes, crops)
                 size = crop_size(scenes, crops, crop)
@@ -133,15 +143,23 @@ def pretrain(
                                               rt.precision, rt.dist.world_size, plan.micro_batch)
                 total += sse
                 count += n_global
+                step += 1
+                schedule.step_done()
+                if step == 1:
+                    agree(schedule)
             epoch_loss = float(all_reduce_sum(total) / count.clamp(min=1.0))
             check_finite(epoch_loss, "pre-training")
             history.append({"epoch": epoch + 1, "loss": epoch_loss, "seconds": round(time.perf_counter() - began, 3)})
+            schedule.epoch_done()
+            agree(schedule)
             if rt.dist.is_main:
                 log.info("pretrain epoch %d/%d loss %.5f (%.1f s)", epoch + 1, epochs, epoch_loss, history[-1]["seconds"])
                 if checkpoint:
                     save_training(checkpoint, "pretrain", config.to_dict(), epoch + 1, history, module, optimiser,
                                   rt.precision.scaler)
             barrier()
+    if time_budget_s and rt.dist.is_main:
+        log.info(schedule.summary()["note"])
     reporter.report(1.0, "Pre-training finished")
     return PretrainResult(
         state_dict={k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()},
@@ -149,6 +167,7 @@ def pretrain(
         pretext_state={
             k: v.detach().cpu().clone() for k, v in module.state_dict().items() if not k.startswith("model.")
         },
+        schedule=schedule.summary(),
     )
 
 
