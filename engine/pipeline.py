@@ -136,6 +136,7 @@ class MapCropsOutcome:
     report: Optional[EvaluateOutcome]
     train: Optional[TrainOutcome]
     warnings: list[str] = field(default_factory=list)
+    time_budget_note: Optional[str] = None  # what a time budget made pre-training and training do
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -518,6 +519,7 @@ def _remove_new_files(folder: Path, before: set, remove_folder: bool) -> None:
 def _map_crops(series, labels, folder, train_options, pretrain_options, predict_options, existing_model, outputs,
                reporter, cancelled, time_budget_minutes=None) -> MapCropsOutcome:
     warnings: list[str] = []
+    notes: list[str] = []
     trained: Optional[TrainOutcome] = None
     if existing_model:
         model_path = str(existing_model)
@@ -531,7 +533,8 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
                                        time_budget_minutes=time_budget_minutes * PRETRAIN_BUDGET_SHARE)
         if pretrain_options is not None:
             init = str(folder / "pretrained.cropmodel")
-            pretrain(series, init, pretrain_options, reporter.span(0.0, 0.3).report_callback(), cancelled)
+            pretrained = pretrain(series, init, pretrain_options, reporter.span(0.0, 0.3).report_callback(), cancelled)
+            notes.append(f"Pre-training: {pretrained.schedule['note']}" if time_budget_minutes else "")
             train_from = 0.3
         if time_budget_minutes:
             left = time_budget_minutes - (time.perf_counter() - began) / 60.0
@@ -539,6 +542,7 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
         model_path = str(folder / "model.cropmodel")
         trained = train(series, labels, model_path, train_options, init, reporter.span(train_from, 0.75).report_callback(), cancelled)
         warnings += trained.warnings
+        notes.append(f"Training: {trained.schedule['note']}" if time_budget_minutes else "")
         predict_from = 0.75
     predicted = predict(
         model_path,
@@ -562,7 +566,7 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
             reporter.span(0.95, 1.0).report_callback(), cancelled,
         )
     reporter.report(1.0, "Done")
-    return MapCropsOutcome(model_path, predicted, report, trained, warnings)
+    return MapCropsOutcome(model_path, predicted, report, trained, warnings, " ".join(n for n in notes if n) or None)
 
 
 # --------------------------------------------------------------------------------------------------------------

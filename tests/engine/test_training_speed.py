@@ -242,3 +242,19 @@ def test_validation_set_keeps_a_bounded_subset_and_scores_only_covered_pixels() 
     assert 0 < cm_part.sum() <= 3 * 144
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model is left as it was
     assert math.isclose(cm_full.sum(), full.confusion(model, config.num_classes, cpu, precision).sum())
+
+
+def test_training_bench_times_the_engine_step_and_reports_its_memory_plan() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "training.py"
+    spec = importlib.util.spec_from_file_location("bench_training", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for kind in ("finetune", "pretrain"):
+        r = bench.child("lite", kind, dates=4, crop=8, batch=2, repeats=1, precision="fp32", cpu_time=False)
+        assert r["seconds_per_step"] > 0 and r["pixels_per_second"] == pytest.approx(2 * 64 / r["seconds_per_step"])
+        assert r["training_flops_per_pixel"] == pytest.approx(3 * __import__("engine.model", fromlist=["x"])
+                                                              .flops_per_pixel(make_config("lite", 10, 20), 4, 8, 8))
+        assert r["peak_rss_mib"] > 0 and r["micro_batch"] == 2 and r["recompute_chunk"] is None
