@@ -27,6 +27,11 @@ ACTIVATION_BUDGET_BYTES = 640 * 2**20
 # Bytes per stored fp32 value, measured: the backward's own temporaries and the allocator's slack roughly double
 # the values autograd keeps (calibrated on lite and paper, T = 24 and 70, docs/BENCHMARKS_training.md).
 BYTES_PER_VALUE = 8.0
+# With recomputation the kept values are few and the backward's temporaries dominate: measured ~2x the estimate
+# (lite, T = 48: 3 windows a micro-batch peaked at 1.5 GB against ~0.6 GB estimated).
+RECOMPUTE_SLACK = 2.0
+# Pixels of a recomputed chunk at T = 24; fewer for longer series so that a chunk's T x T attention weights stay
+# the same size and memory grows linearly with the dates.
 RECOMPUTE_CHUNK_PIXELS = 128
 
 
@@ -65,13 +70,18 @@ def plan_step(config: STCLNConfig, dates: int, pixels: int, batch: int, budget: 
     (data-parallel runs): the whole batch at once, recomputing when it does not fit."""
     full = window_activation_bytes(config, dates, pixels)
     if not divisible:
-        return StepPlan(batch, None if batch * full <= budget else RECOMPUTE_CHUNK_PIXELS)
+        return StepPlan(batch, None if batch * full <= budget else recompute_chunk(dates))
     if full <= budget:
         return StepPlan(max(1, min(batch, int(budget // full))), None)
-    lean = window_activation_bytes(config, dates, pixels, recompute=True)
-    chunk = RECOMPUTE_CHUNK_PIXELS
-    room = budget - recompute_peak_bytes(config, dates, chunk)
+    lean = RECOMPUTE_SLACK * window_activation_bytes(config, dates, pixels, recompute=True)
+    chunk = recompute_chunk(dates)
+    room = budget - RECOMPUTE_SLACK * recompute_peak_bytes(config, dates, chunk)
     return StepPlan(max(1, min(batch, int(room // lean))), chunk)
+
+
+def recompute_chunk(dates: int) -> int:
+    """Pixels per recomputed temporal-encoder chunk for a series of ``dates`` dates (``RECOMPUTE_CHUNK_PIXELS``)."""
+    return max(16, RECOMPUTE_CHUNK_PIXELS * 24 // max(dates, 24))
 
 
 def micro_slices(batch: int, micro: int) -> list[slice]:
