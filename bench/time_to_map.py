@@ -117,8 +117,8 @@ def main() -> None:
         "load_average_after": os.getloadavg(),
     }
     print(f"{size} x {size} px, {dates} dates, {fields} fields ({labelled} labelled): map in {total / 60:.1f} min "
-          f"({', '.join(f'{k} {v:.0f} s' for k, v in meter.seconds.items())}), peak RSS {result['peak_rss_mib']:.0f} MiB,"
-          f" test mIoU {result['test_miou']:.3f}; load {load_before} -> {result['load_average_after']}")
+          f"({', '.join(f'{k} {v:.0f} s' for k, v in meter.seconds.items())}), "
+          f"peak RSS {result['peak_rss_mib']:.0f} MiB, test mIoU {result['test_miou']:.3f}; load {load_before} -> {result['load_average_after']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

@@ -79,7 +79,8 @@ def pretrain(
     ``batch_size`` is the global batch: under torchrun every rank draws the same crops from (seed, epoch) and
     trains on its share, so the result matches one process. With ``checkpoint`` the state is written after every
     epoch (rank 0); ``time_budget_s`` runs fewer epochs / steps than asked where they would not fit (measured as
-    the run goes; ``PretrainResult.schedule`` says what was chosen); ``resume`` continues from it and ends with the weights an uninterrupted run would have.
+    the run goes; ``PretrainResult.schedule`` says what was chosen); ``resume`` continues from it and ends with
+    the weights an uninterrupted run would have.
     """
     if not scenes:
         raise EngineError("Pre-training needs at least one region of imagery.")
@@ -153,7 +154,8 @@ def pretrain(
             schedule.epoch_done()
             agree(schedule)
             if rt.dist.is_main:
-                log.info("pretrain epoch %d/%d loss %.5f (%.1f s)", epoch + 1, epochs, epoch_loss, history[-1]["seconds"])
+                log.info("pretrain epoch %d/%d loss %.5f (%.1f s)", epoch + 1, epochs, epoch_loss,
+                         history[-1]["seconds"])
                 if checkpoint:
                     save_training(checkpoint, "pretrain", config.to_dict(), epoch + 1, history, module, optimiser,
                                   rt.precision.scaler)

@@ -147,7 +147,8 @@ def test_training_allocator_nests() -> None:
 
 def test_default_steps_are_bounded_and_count_labelled_pixels() -> None:
     t, c = 2, 1
-    big = Scene(np.zeros((t, c, 1000, 1000), np.float32), np.ones((t, 1000, 1000), bool), np.arange(t, dtype=np.float32))
+    big = Scene(np.zeros((t, c, 1000, 1000), np.float32), np.ones((t, 1000, 1000), bool),
+                np.arange(t, dtype=np.float32))
     assert default_steps([big], 32, 8) == PRETRAIN_MAX_DEFAULT_STEPS
     labels = np.zeros((1000, 1000), np.int64)
     labels[:10, :10] = 1  # one small field in a large region
