@@ -189,7 +189,8 @@ def run_demo(out: str | Path, device: str = "auto", progress=None, pretrain_epoc
     )
     trained = pipeline.train(
         series, labels, str(out / "model.cropmodel"),
-        pipeline.TrainOptions(preset="lite", epochs=train_epochs, device=device),
+        # 8 steps an epoch, as the demo had before default steps followed the labelled pixels (which give 4 here)
+        pipeline.TrainOptions(preset="lite", epochs=train_epochs, device=device, steps_per_epoch=8),
         init_model=str(out / "pretrained.cropmodel"),
         progress=reporter.span(0.35, 0.8).report_callback(),
     )
