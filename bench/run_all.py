@@ -422,6 +422,8 @@ def write_report(info: dict, study_dir: Path, path: Path) -> Path:
         "make bench                                  # = .venv/bin/python bench/run_all.py",
         ".venv/bin/python bench/throughput.py --json bench/results/throughput.json",
         ".venv/bin/python bench/memory.py --markdown docs/BENCHMARKS_memory.md",
+        ".venv/bin/python bench/training.py --json bench/results/training.json",
+        ".venv/bin/python bench/time_to_map.py --json bench/results/time_to_map.json",
         ".venv/bin/python bench/study.py --seeds 3 --out bench/results/study --json bench/results/study.json",
         "# as run for the numbers below: the main comparison and the ablations side by side, then merged",
         ".venv/bin/python bench/study.py --seeds 3 --no-ablations --out bench/results/study &",
@@ -442,6 +444,9 @@ def write_report(info: dict, study_dir: Path, path: Path) -> Path:
         "## Memory against raster size",
         "",
         *included(DOCS / "BENCHMARKS_memory.md"),
+        "## CPU training and time to a map",
+        "",
+        *included(DOCS / "BENCHMARKS_training.md"),
         "## GPU",
         "",
         *included(DOCS / "BENCHMARKS_gpu.md"),
@@ -457,6 +462,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--skip-study", action="store_true", help="do not run the accuracy study")
     parser.add_argument("--skip-throughput", action="store_true", help="do not run bench/throughput.py")
     parser.add_argument("--skip-memory", action="store_true", help="do not run bench/memory.py")
+    parser.add_argument("--skip-training", action="store_true",
+                        help="do not run bench/training.py and bench/time_to_map.py")
     parser.add_argument("--report-only", action="store_true", help="only rewrite docs/BENCHMARKS.md from results")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -475,6 +482,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                       + (["--sizes", "256", "512"] if args.quick else []), "memory scaling")
         else:
             print("== memory scaling: bench/memory.py is missing, skipped", flush=True)
+        if not args.skip_training:
+            ok &= run([PY, "bench/training.py", "--json", str(RESULTS / "training.json")]
+                      + (["--quick"] if args.quick else []), "CPU training speed")
+            ok &= run([PY, "bench/time_to_map.py", "--json", str(RESULTS / "time_to_map.json")]
+                      + (["--quick"] if args.quick else []), "time to a crop map")
         if not args.skip_study:
             study_out = RESULTS / ("study_quick" if args.quick else "study")
             # The published section describes the Slovenia study; the Herault crop study is run on its own for now.

@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-ratio", type=float, default=0.4, help="share of (date, pixel) entries masked (default 0.4)")
     p.add_argument("--mask-mode", choices=["spatiotemporal", "temporal", "spatial"], default="spatiotemporal")
     p.add_argument("--steps-per-epoch", type=int, default=None)
+    _time_budget_argument(p)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--out", required=True, help="pre-trained model file to write (.cropmodel)")
 
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--steps-per-epoch", type=int, default=None)
+    _time_budget_argument(p)
     p.add_argument("--label-fraction", type=float, default=1.0, help="share of training fields to use (scarce-label studies)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test-fraction", type=float, default=0.2)
@@ -287,6 +289,17 @@ class ProgressBar:
             self.stream.flush()
 
 
+def _time_budget_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="run fewer epochs (and steps per epoch) than asked where they would not fit in MINUTES; "
+                        "says what it chose")
+
+
+def _print_schedule(schedule: dict) -> None:
+    if schedule.get("note"):
+        print(schedule["note"])
+
+
 def _format_seconds(seconds: float) -> str:
     seconds = int(seconds)
     if seconds >= 3600:
@@ -301,13 +314,15 @@ def run_pretrain(args, progress) -> dict:
     options = pipeline.PretrainOptions(
         preset=args.preset, date_encoding=args.date_encoding, epochs=args.epochs, mask_ratio=args.mask_ratio,
         mask_mode=args.mask_mode, crop=args.crop, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
-        lr=args.lr, seed=args.seed, device=args.device, resume=args.resume,
+        lr=args.lr, seed=args.seed, device=args.device, resume=args.resume, time_budget_minutes=args.time_budget,
     )
     outcome = pipeline.pretrain(_series(args), args.out, options, progress=progress)
+    _print_schedule(outcome.schedule)
     _print_warnings(outcome.warnings)
     final = outcome.history[-1]["loss"] if outcome.history else None
     print(f"Pre-trained model written to {outcome.model_path} (final reconstruction loss {final:.4f})" if final is not None else f"Pre-trained model written to {outcome.model_path}")
-    return {"model": outcome.model_path, "history": outcome.history, "seconds": outcome.seconds}
+    return {"model": outcome.model_path, "history": outcome.history, "seconds": outcome.seconds,
+            "schedule": outcome.schedule}
 
 
 def run_train(args, progress) -> dict:
@@ -315,16 +330,17 @@ def run_train(args, progress) -> dict:
         preset=args.preset, date_encoding=args.date_encoding, epochs=args.epochs, crop=args.crop,
         batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, lr=args.lr, label_fraction=args.label_fraction, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, seed=args.seed, class_weights=not args.no_class_weights,
-        patience=args.patience, device=args.device, resume=args.resume,
+        patience=args.patience, device=args.device, resume=args.resume, time_budget_minutes=args.time_budget,
     )
     outcome = pipeline.train(_series(args), _labels(args), args.out, options, init_model=args.init, progress=progress)
+    _print_schedule(outcome.schedule)
     _print_warnings(outcome.warnings)
     val = outcome.validation or {}
     print(f"Model written to {outcome.model_path}")
     if val:
         print(f"Validation: OA {val.get('overall_accuracy', float('nan')):.3f}, mIoU {val.get('miou', float('nan')):.3f}")
     return {"model": outcome.model_path, "validation": val, "split": outcome.split, "history": outcome.history,
-            "warnings": outcome.warnings, "seconds": outcome.seconds}
+            "warnings": outcome.warnings, "seconds": outcome.seconds, "schedule": outcome.schedule}
 
 
 def run_predict(args, progress) -> dict:

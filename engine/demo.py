@@ -56,15 +56,16 @@ def _canopy(doy: np.ndarray, green_up: float, senescence: float, peak: float, wi
     return winter * (1 - rise) + peak * rise * fall
 
 
-def _field_layout(size: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
-    """Jittered grid of rectangular fields (x0, y0, x1, y1) in pixels, with 1-pixel tracks between them."""
+def _field_layout(size: int, rng: np.random.Generator, scale: float = 1.0) -> list[tuple[int, int, int, int]]:
+    """Jittered grid of rectangular fields (x0, y0, x1, y1) in pixels, with 1-pixel tracks between them; ``scale``
+    multiplies the field sizes (9-17 x 9-21 px at 1)."""
     fields = []
     y = 0
     while y < size - 4:
-        height = int(rng.integers(9, 18))
+        height = int(rng.integers(round(9 * scale), round(18 * scale)))
         x = 0
         while x < size - 4:
-            width = int(rng.integers(9, 22))
+            width = int(rng.integers(round(9 * scale), round(22 * scale)))
             fields.append((x, y, min(x + width, size) - 1, min(y + height, size) - 1))
             x += width
         y += height
@@ -72,9 +73,11 @@ def _field_layout(size: int, rng: np.random.Generator) -> list[tuple[int, int, i
 
 
 def make_demo_scene(
-    folder: str | Path, size: int = 256, dates: int = 24, year: int = 2021, label_share: float = 0.3, seed: int = 7
+    folder: str | Path, size: int = 256, dates: int = 24, year: int = 2021, label_share: float = 0.3, seed: int = 7,
+    field_scale: float = 1.0,
 ) -> DemoScene:
-    """Writes the synthetic scene to ``folder``: one GeoTIFF per date, cloud masks, and field polygons."""
+    """Writes the synthetic scene to ``folder``: one GeoTIFF per date, cloud masks, and field polygons
+    (``field_scale`` multiplies the field sizes: ~6 gives about 150 fields on 1024 x 1024 px)."""
     from osgeo import gdal, ogr, osr
 
     gdal.UseExceptions()
@@ -86,7 +89,7 @@ def make_demo_scene(
     doy = np.array([d.timetuple().tm_yday for d in acquisition], dtype=float)
 
     names = list(CROPS)
-    layout = _field_layout(size, rng)
+    layout = _field_layout(size, rng, field_scale)
     field_class = rng.integers(0, len(names), len(layout))
     canopy = np.zeros((dates, size, size))
     soil_scale = np.ones((size, size))
@@ -186,7 +189,8 @@ def run_demo(out: str | Path, device: str = "auto", progress=None, pretrain_epoc
     )
     trained = pipeline.train(
         series, labels, str(out / "model.cropmodel"),
-        pipeline.TrainOptions(preset="lite", epochs=train_epochs, device=device),
+        # 8 steps an epoch, as the demo had before default steps followed the labelled pixels (which give 4 here)
+        pipeline.TrainOptions(preset="lite", epochs=train_epochs, device=device, steps_per_epoch=8),
         init_model=str(out / "pretrained.cropmodel"),
         progress=reporter.span(0.35, 0.8).report_callback(),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -66,6 +66,7 @@ class PretrainOptions:
     seed: int = 0
     device: str = "auto"
     resume: bool = False
+    time_budget_minutes: Optional[float] = None  # fewer epochs / steps where they would not fit (training/schedule.py)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class TrainOptions:
     patience: Optional[int] = None  # early stopping after this many epochs without a better val mIoU
     device: str = "auto"
     resume: bool = False
+    time_budget_minutes: Optional[float] = None  # fewer epochs / steps where they would not fit (training/schedule.py)
 
 
 @dataclass
@@ -101,6 +103,7 @@ class PretrainOutcome:
     history: list[dict]
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    schedule: dict = field(default_factory=dict)  # epochs and steps run, time budget, a note for the user
 
 
 @dataclass
@@ -112,6 +115,7 @@ class TrainOutcome:
     warnings: list[str]
     seconds: float
     field_splits: dict[int, str] = field(default_factory=dict)  # feature id -> train | val | test | unused
+    schedule: dict = field(default_factory=dict)  # epochs and steps run, time budget, a note for the user
 
 
 @dataclass
@@ -140,6 +144,7 @@ class MapCropsOutcome:
     report: Optional[EvaluateOutcome]
     train: Optional[TrainOutcome]
     warnings: list[str] = field(default_factory=list)
+    time_budget_note: Optional[str] = None  # what a time budget made pre-training and training do
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -234,6 +239,7 @@ def pretrain(
         device=options.device,
         checkpoint=_checkpoint_path(out_model),
         resume=options.resume,
+        time_budget_s=_budget_seconds(options.time_budget_minutes, started),
         progress=reporter.span(0.1, 0.98).report_callback(),
         cancelled=cancelled,
     )
@@ -242,7 +248,7 @@ def pretrain(
         step="pretrain", inputs=inputs, options=asdict(options), history=result.history,
     )
     reporter.report(1.0, "Pre-training done")
-    return PretrainOutcome(str(out_model), result.history, time.perf_counter() - started, warnings)
+    return PretrainOutcome(str(out_model), result.history, time.perf_counter() - started, warnings, result.schedule)
 
 
 @guard_run("train")
@@ -321,6 +327,7 @@ def train(
         device=options.device,
         checkpoint=_checkpoint_path(out_model),
         resume=options.resume,
+        time_budget_s=_budget_seconds(options.time_budget_minutes, started),
         progress=reporter.span(0.1, 0.98).report_callback(),
         cancelled=cancelled,
     )
@@ -346,7 +353,7 @@ def train(
     reporter.report(1.0, "Training done")
     return TrainOutcome(
         str(out_model), result.history, result.val_metrics, split_summary, warnings, time.perf_counter() - started,
-        field_splits,
+        field_splits, result.schedule,
     )
 
 
@@ -497,6 +504,7 @@ def map_crops(
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
     final_dir: Optional[str] = None,
+    time_budget_minutes: Optional[float] = None,
 ) -> MapCropsOutcome:
     """All steps: [pre-train] -> train (or an existing model) -> map -> field results -> accuracy report.
 
@@ -504,7 +512,11 @@ def map_crops(
     ``confidence.tif``, ``fields.gpkg`` and ``report/`` (and ``probabilities.tif``, one band per class, when
     ``outputs`` names ``probabilities``). ``final_dir``: where the caller moves these files after the
     run (``out_dir`` is then a staging folder); the report and the model's provenance name the paths there.
+    ``time_budget_minutes`` bounds pre-training plus training (``PRETRAIN_BUDGET_SHARE``); what training chose is
+    in ``train.schedule``.
     """
+    if time_budget_minutes is not None:
+        _check_time_budget(time_budget_minutes)
     folder = Path(out_dir)
     existed = folder.exists()
     check_writable(folder / "crop_map.tif")
@@ -513,11 +525,31 @@ def map_crops(
         return _map_crops(
             series, labels, folder, train_options, pretrain_options, predict_options, existing_model, outputs,
             as_reporter(progress, cancelled), cancelled, Path(final_dir) if final_dir else folder,
+            time_budget_minutes,
         )
     except BaseException:
         # The steps that finished wrote complete files, but a cancelled or failed job leaves none of its outputs.
         _remove_new_files(folder, before, remove_folder=not existed)
         raise
+
+
+# Share of a map_crops time budget given to pre-training; training gets the rest, including what pre-training
+# left unused.
+PRETRAIN_BUDGET_SHARE = 0.35
+
+
+def _budget_seconds(minutes: Optional[float], started: float) -> Optional[float]:
+    """Seconds a training step may use: ``minutes`` less what the step spent before training (reading)."""
+    if minutes is None:
+        return None
+    _check_time_budget(minutes)
+    return max(1.0, minutes * 60.0 - (time.perf_counter() - started))
+
+
+def _check_time_budget(minutes: float) -> None:
+    if not (minutes > 0 and minutes != float("inf")):
+        raise EngineError(f"The time budget must be a positive number of minutes, not {minutes}. "
+                          "Give e.g. 10, or leave it empty to train for the epochs asked.")
 
 
 def _remove_new_files(folder: Path, before: set, remove_folder: bool) -> None:
@@ -533,8 +565,9 @@ def _remove_new_files(folder: Path, before: set, remove_folder: bool) -> None:
 
 
 def _map_crops(series, labels, folder, train_options, pretrain_options, predict_options, existing_model, outputs,
-               reporter, cancelled, final: Path) -> MapCropsOutcome:
+               reporter, cancelled, final: Path, time_budget_minutes=None) -> MapCropsOutcome:
     warnings: list[str] = []
+    notes: list[str] = []
 
     def final_name(path: str) -> str:
         return str(final / Path(path).relative_to(folder))
@@ -546,14 +579,23 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
     else:
         init = None
         train_from = 0.0
+        began = time.perf_counter()
+        if pretrain_options is not None and time_budget_minutes:
+            pretrain_options = replace(pretrain_options,
+                                       time_budget_minutes=time_budget_minutes * PRETRAIN_BUDGET_SHARE)
         if pretrain_options is not None:
             init = str(folder / "pretrained.cropmodel")
-            pretrain(series, init, pretrain_options, reporter.span(0.0, 0.3).report_callback(), cancelled)
+            pretrained = pretrain(series, init, pretrain_options, reporter.span(0.0, 0.3).report_callback(), cancelled)
+            notes.append(f"Pre-training: {pretrained.schedule['note']}" if time_budget_minutes else "")
             train_from = 0.3
+        if time_budget_minutes:
+            left = time_budget_minutes - (time.perf_counter() - began) / 60.0
+            train_options = replace(train_options, time_budget_minutes=max(left, 0.1))
         model_path = str(folder / "model.cropmodel")
         trained = train(series, labels, model_path, train_options, init, reporter.span(train_from, 0.75).report_callback(),
                         cancelled, init_model_name=final_name(init) if init else None)
         warnings += trained.warnings
+        notes.append(f"Training: {trained.schedule['note']}" if time_budget_minutes else "")
         predict_from = 0.75
     predicted = predict(
         model_path,
@@ -579,7 +621,7 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
             reporter.span(0.95, 1.0).report_callback(), cancelled, map_name=final_name(predicted.map_path),
         )
     reporter.report(1.0, "Done")
-    return MapCropsOutcome(model_path, predicted, report, trained, warnings)
+    return MapCropsOutcome(model_path, predicted, report, trained, warnings, " ".join(n for n in notes if n) or None)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ class MapCropsAlgorithm(CropMapperAlgorithm):
         params.add_label_parameters(self)
         params.add_train_parameters(self)
         params.add_pretrain_parameters(self, switch=True)
+        params.add_time_budget_parameter(self)
         existing = QgsProcessingParameterFile(self.EXISTING_MODEL, "Use an existing model instead of training",
                                               extension="cropmodel", optional=True)
         existing.setHelp("A trained .cropmodel: training and pre-training are skipped; the polygons only feed the "
@@ -105,12 +106,15 @@ class MapCropsAlgorithm(CropMapperAlgorithm):
                     series, labels, str(partial), train_options=train_options, pretrain_options=pretrain,
                     predict_options=predict_options, existing_model=existing, outputs=outputs, progress=progress,
                     cancelled=cancelled, final_dir=str(staged.final),
+                    time_budget_minutes=params.time_budget(self, parameters, context),
                 ),
                 feedback,
             )
         trust = reliability_warnings(outcome.report.metrics) if outcome.report else []
         for warning in outcome.warnings + trust:
             feedback.reportError(warning, fatalError=False)
+        if outcome.time_budget_note:
+            feedback.pushInfo(outcome.time_budget_note)
         model_path = outcome.model_path if existing else staged.final_path(outcome.model_path)
         classes = pipeline.read_model_classes(model_path)
         predicted = outcome.predict

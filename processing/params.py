@@ -53,6 +53,7 @@ STEPS_PER_EPOCH = "STEPS_PER_EPOCH"
 TILE = "TILE"
 OVERLAP = "OVERLAP"
 PREDICT_BATCH = "PREDICT_BATCH"
+TIME_BUDGET = "TIME_BUDGET"
 
 # Values the engine takes (by the index Processing returns) and the names a user reads, in the same order.
 LAYOUTS = ["per-date", "per-band", "stack"]
@@ -309,6 +310,18 @@ def pretrain_options(alg, parameters: dict, context: QgsProcessingContext, prese
         steps_per_epoch=steps or None,
         device=alg.parameterAsString(parameters, DEVICE, context) or "auto",
     )
+
+
+def add_time_budget_parameter(alg: QgsProcessingAlgorithm) -> None:
+    add(alg, QgsProcessingParameterNumber(TIME_BUDGET, "Time budget for training (minutes, 0 = no limit)",
+                                           QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
+         "Runs fewer epochs (and steps per epoch) than asked where they would not fit, measured as training goes, "
+         "and says in the log what it chose. Covers pre-training and training together.")
+
+
+def time_budget(alg, parameters: dict, context: QgsProcessingContext) -> Optional[float]:
+    """The time budget in minutes, or None for no limit."""
+    return alg.parameterAsDouble(parameters, TIME_BUDGET, context) or None
 
 
 def add_predict_parameters(alg: QgsProcessingAlgorithm) -> None:

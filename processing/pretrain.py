@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from qgis.core import QgsProcessingOutputNumber, QgsProcessingParameterEnum, QgsProcessingParameterFileDestination
 
 from . import params
@@ -31,6 +33,7 @@ class PretrainAlgorithm(CropMapperAlgorithm):
         params.add(self, QgsProcessingParameterEnum(params.PRESET, "Model size", params.PRESET_NAMES, defaultValue=0),
                    "lite: small and fast, for CPUs and laptops; paper: the published STCLN sizes (use a GPU).")
         params.add_pretrain_parameters(self)
+        params.add_time_budget_parameter(self)
         params.add_device_parameter(self)
         params.add(self, QgsProcessingParameterFileDestination(
             self.OUTPUT_MODEL, "Pre-trained model", "CropMapper model (*.cropmodel)"),
@@ -40,7 +43,8 @@ class PretrainAlgorithm(CropMapperAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         pipeline = load_pipeline()
         series = params.series_input(self, parameters, context)
-        options = params.pretrain_options(self, parameters, context)
+        options = dataclasses.replace(params.pretrain_options(self, parameters, context),
+                                      time_budget_minutes=params.time_budget(self, parameters, context))
         out_model = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         progress, cancelled = self.callbacks(feedback)
         outcome = self.run_engine(
@@ -48,4 +52,6 @@ class PretrainAlgorithm(CropMapperAlgorithm):
         )
         loss = outcome.history[-1].get("loss") if outcome.history else None
         feedback.pushInfo(f"Pre-trained in {outcome.seconds:.1f} s; model: {outcome.model_path}")
+        if outcome.schedule.get("note"):
+            feedback.pushInfo(outcome.schedule["note"])
         return {self.OUTPUT_MODEL: outcome.model_path, self.FINAL_LOSS: loss}

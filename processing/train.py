@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -42,6 +44,7 @@ class TrainAlgorithm(CropMapperAlgorithm):
                                           optional=True)
         init.setHelp("A .cropmodel from Pre-train a model (or an earlier training): its backbone is the start point.")
         self.addParameter(init)
+        params.add_time_budget_parameter(self)
         params.add_device_parameter(self)
         params.add(self, QgsProcessingParameterFileDestination(
             self.OUTPUT_MODEL, "Trained model", "CropMapper model (*.cropmodel)"),
@@ -55,7 +58,8 @@ class TrainAlgorithm(CropMapperAlgorithm):
         params.check_fractions(self, parameters, context)
         series = params.series_input(self, parameters, context)
         labels = params.label_input(self, parameters, context, feedback)
-        options = params.train_options(self, parameters, context)
+        options = dataclasses.replace(params.train_options(self, parameters, context),
+                                      time_budget_minutes=params.time_budget(self, parameters, context))
         init_model = self.parameterAsFile(parameters, self.INIT_MODEL, context) or None
         out_model = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         progress, cancelled = self.callbacks(feedback)
@@ -67,6 +71,8 @@ class TrainAlgorithm(CropMapperAlgorithm):
         for warning in outcome.warnings:
             feedback.reportError(warning, fatalError=False)
         feedback.pushInfo(f"Trained in {outcome.seconds:.1f} s; split: {outcome.split}")
+        if outcome.schedule.get("note"):
+            feedback.pushInfo(outcome.schedule["note"])
         return {
             self.OUTPUT_MODEL: outcome.model_path,
             self.VAL_OA: outcome.validation.get("overall_accuracy"),

@@ -232,6 +232,12 @@ class MapCropsDialog(QDialog):
         form.addRow("Fraction of training fields used", self.label_fraction_spin)
         form.addRow("Validation fraction (fields)", self.val_fraction_spin)
         form.addRow("Test fraction (fields, for the report)", self.test_fraction_spin)
+        self.time_budget_spin = _spin(0, 10000, 0)
+        self.time_budget_spin.setSpecialValueText("no limit")
+        self.time_budget_spin.setSuffix(" min")
+        self.time_budget_spin.setToolTip("Pre-training and training together run fewer epochs than asked where they "
+                                         "would not fit in this many minutes; the result says what was chosen.")
+        form.addRow("Time budget for training", self.time_budget_spin)
         layout.addWidget(self.training_box)
 
         self.pretrain_box = QGroupBox("Pre-train on the images first (self-supervised, helps with few labels)")
@@ -793,6 +799,7 @@ class MapCropsDialog(QDialog):
         training = self.train_radio.isChecked()
         existing = None if training else self.existing_model.filePath()
         train_options, pretrain_options = self.train_options(), self.pretrain_options()
+        time_budget = self.time_budget_spin.value() or None
         predict_options, outputs = self.predict_options(), self.outputs()
 
         def job(progress, cancelled):
@@ -809,6 +816,7 @@ class MapCropsDialog(QDialog):
                         series, labels, str(partial), train_options=train_options, pretrain_options=pretrain_options,
                         predict_options=predict_options, existing_model=existing, outputs=outputs,
                         progress=progress, cancelled=cancelled, final_dir=str(staged.final),
+                        time_budget_minutes=time_budget,
                     )
             return outcome
 
@@ -881,6 +889,8 @@ class MapCropsDialog(QDialog):
             m = report.metrics
             text += f" Test fields: OA {_fmt(m.get('overall_accuracy'))}, mIoU {_fmt(m.get('miou'))}, " \
                     f"kappa {_fmt(m.get('kappa'))}."
+        if is_map_crops and outcome.time_budget_note:
+            text += " " + outcome.time_budget_note
         self.status.setText(text)
         self._say(text, Qgis.Success)
 

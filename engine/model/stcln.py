@@ -12,8 +12,10 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .config import STCLNConfig
+from .dropout import dropout
 from .fast import linear, split_over_threads
 
 
@@ -96,7 +98,7 @@ def _cpu_attention(qkv: Tensor, n_heads: int, bias: Tensor, dropout_p: float) ->
     dh = d // n_heads
     q, k, v = qkv.view(n, t, 3, n_heads, dh).permute(2, 0, 3, 1, 4).reshape(3, n * n_heads, t, dh)
     scores = torch.add(bias, torch.bmm(q, k.transpose(1, 2)).view(n, n_heads, t, t), alpha=dh ** -0.5)
-    weights = F.dropout(scores.softmax(-1), dropout_p, training=dropout_p > 0).to(v.dtype)
+    weights = dropout(scores.softmax(-1), dropout_p, training=dropout_p > 0).to(v.dtype)
     return torch.bmm(weights.view(n * n_heads, t, t), v).view(n, n_heads, t, dh).transpose(1, 2).reshape(n, t, d)
 
 
@@ -113,7 +115,6 @@ class TransformerLayer(nn.Module):
         self.ff2 = nn.Linear(d_ff, d_model)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
-        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, attend: Tensor, bias: Tensor | None = None) -> Tensor:
         """``x (N, T, D)``; ``attend (N, 1, 1, T)`` bool, True = key may be attended to; ``bias``: the same as
@@ -126,9 +127,9 @@ class TransformerLayer(nn.Module):
             qkv = linear(self.qkv, x).view(n, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
             a = fused_attention(qkv[0], qkv[1], qkv[2], attend, p).transpose(1, 2).reshape(n, t, d)
         # in-place where autograd allows it: fewer fresh buffers (each one costs page faults on CPUs)
-        x = self.norm1(_residual(self.drop(linear(self.out, a)), x))
-        h = self.drop(linear(self.ff1, x, relu=True))
-        return self.norm2(_residual(self.drop(linear(self.ff2, h)), x))
+        x = self.norm1(_residual(dropout(linear(self.out, a), p, self.training), x))
+        h = dropout(linear(self.ff1, x, relu=True), p, self.training)
+        return self.norm2(_residual(dropout(linear(self.ff2, h), p, self.training), x))
 
 
 def _join(parts: list[Tensor], dim: int) -> Tensor:
@@ -225,6 +226,10 @@ class STCLN(nn.Module):
         self.pixel_chunk: int | None = None
         # > 1: batches are split over that many single-threaded workers in inference (CPUs; prepare_for_inference)
         self.cpu_workers = 1
+        # None: training keeps every temporal-encoder activation for the backward; an int: the encoder runs that many
+        # pixels (of all windows) at a time and recomputes them in the backward (torch.utils.checkpoint), so its
+        # memory no longer grows with T^2 x pixels (set by the training loop for long series; same results)
+        self.recompute_chunk: int | None = None
 
     # -- pieces ---------------------------------------------------------------------------------------------------
     def _spatial(self, x: Tensor, valid: Tensor) -> Tensor:
@@ -247,8 +252,14 @@ class STCLN(nn.Module):
             y = layer(y, attend, bias)
         return y.reshape(n, p, t, d)
 
+    def _recomputing(self) -> bool:
+        return bool(self.recompute_chunk) and torch.is_grad_enabled()
+
     def _blocks(self, b: int, p: int) -> list[tuple[slice, list[slice]]]:
-        """Pixel blocks for the temporal encoder: all at once, or ``pixel_chunk`` pixels of one window at a time."""
+        """Pixel blocks for the temporal encoder: all at once, ``recompute_chunk`` pixels of every window at a time
+        (training), or ``pixel_chunk`` pixels of one window at a time (inference)."""
+        if self._recomputing():
+            return [(slice(None), [slice(j, j + self.recompute_chunk) for j in range(0, p, self.recompute_chunk)])]
         if not self.pixel_chunk:
             return [(slice(None), [slice(None)])]
         return [(slice(i, i + 1), [slice(j, j + self.pixel_chunk) for j in range(0, p, self.pixel_chunk)])
@@ -264,9 +275,15 @@ class STCLN(nn.Module):
         step_valid = valid.reshape(b, t, h * w).transpose(1, 2)
         pe = sinusoidal_encoding(positions.to(x.device), self.config.d_model, self.config.max_period)
 
+        recompute = self._recomputing()
+
         def chunks(bs: slice, pixel_slices: list[slice]):
             for ps in pixel_slices:
-                yield ps, self._temporal(spatial[bs, ps], pe[bs], step_valid[bs, ps])
+                if recompute:  # the RNG state is restored for the recomputation: the same dropout masks
+                    yield ps, checkpoint(self._temporal, spatial[bs, ps], pe[bs], step_valid[bs, ps],
+                                         use_reentrant=False)
+                else:
+                    yield ps, self._temporal(spatial[bs, ps], pe[bs], step_valid[bs, ps])
 
         return spatial, step_valid, [(bs, chunks(bs, ps)) for bs, ps in self._blocks(b, h * w)]
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EngineError
@@ -17,10 +16,14 @@ from ..progress import CancelledCallback, ProgressCallback
 from .checkpoint import resume_training, save_training
 from .distributed import all_reduce_sum, barrier
 from .metrics_light import summarize
-from .runtime import check_finite, global_normalised, log, optimiser_step, setup_runtime, wrap_for_training
-from .sampling import CropSampler, batch_dates, default_steps, derive_seed, make_batch, rank_slice
+from .allocator import training_allocator
+from .runtime import Runtime, check_finite, log, setup_runtime, wrap_for_training
+from .sampling import (Batch, CropSampler, batch_dates, crop_size, default_finetune_steps, derive_seed, make_batch,
+                       rank_slice)
 from .scene import Scene
-from .validation import scene_confusion
+from .schedule import RunSchedule, agree
+from .steps import StepPlan, finetune_step, plan_step
+from .validation import ValidationSet
 
 
 @dataclass
@@ -33,6 +36,7 @@ class FinetuneResult:
     best_epoch: int
     val_metrics: dict[str, Any]
     class_weights: Optional[list[float]] = None
+    schedule: dict[str, Any] = field(default_factory=dict)  # epochs and steps run (RunSchedule.summary)
 
 
 # Real labels are very unequal (the Slovenia sample: 7601 forest pixels, 11 cultivated): uncapped inverse frequency
@@ -75,6 +79,7 @@ def finetune(
     precision: str = "auto",
     checkpoint: Optional[str] = None,
     resume: bool = False,
+    time_budget_s: Optional[float] = None,
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
     model_factory: Optional[Callable[[STCLNConfig], nn.Module]] = None,
@@ -84,6 +89,8 @@ def finetune(
     ``init_state``: a pre-trained backbone (its head is not loaded), or None to start from scratch. After every
     epoch the val scenes are predicted in tiles and scored (OA, mIoU); the state with the best mIoU is kept, and
     ``patience`` stops after that many epochs without improvement. ``batch_size`` is the global batch (torchrun).
+    ``time_budget_s``: fewer epochs (and steps per epoch) than asked where they would not fit in that many
+    seconds, measured as the run goes (``FinetuneResult.schedule`` says what was chosen).
     ``model_factory`` builds another network from ``config`` (default ``STCLN``), e.g. a baseline for a study; it
     must have ``forward(x, positions, valid) -> logits (B, K, H, W)`` (and ``load_backbone`` if ``init_state``).
     """
@@ -116,68 +123,79 @@ def finetune(
         log.info("Resuming fine-tuning after epoch %d of %d", start, epochs)
 
     has_val = any(s.labelled_pixels for s in val_scenes)
-    own_val = list(val_scenes)[rt.dist.rank :: rt.dist.world_size]
+    validation = ValidationSet(list(val_scenes)[rt.dist.rank :: rt.dist.world_size], crop, batch_size, seed=seed)
     sampler = CropSampler(train_scenes, crop, labelled=True)
-    labelled_scenes = [s for s in train_scenes if s.labelled_pixels]
-    steps = steps_per_epoch or default_steps(labelled_scenes, crop, batch_size)
+    steps = steps_per_epoch or default_finetune_steps(train_scenes, crop, batch_size)
     share = rank_slice(batch_size, rt.dist.rank, rt.dist.world_size)
-    for epoch in range(start, epochs):
-        if patience is not None and has_val and best["stale"] >= patience:
-            break
-        began = time.perf_counter()
-        rng = np.random.default_rng(derive_seed(seed, epoch))
-        torch.manual_seed(derive_seed(seed, epoch, rt.dist.rank, 1))
-        train_module.train()
-        total = torch.zeros((), device=rt.device)
-        count = torch.zeros((), device=rt.device)
-        for step in range(steps):
-            reporter.report((epoch + step / steps) / epochs, f"Training: epoch {epoch + 1}/{epochs}")
-            crops = sampler.sample(rng, batch_size)
-            batch = make_batch(
-                train_scenes, crops[share], crop, with_labels=True, dates=batch_dates(train_scenes, crops)
-            ).to(rt.device)
-            with rt.precision.autocast():
-                logits = train_module(batch.x, batch.positions, batch.valid)
-            target = batch.labels - 1  # label 0 (unlabelled) becomes -1, ignored
-            per_pixel = F.cross_entropy(logits.float(), target, weight=weight_t, ignore_index=-1, reduction="none")
-            pixel_weight = weight_t[target.clamp(min=0)] * (target >= 0)
-            loss, n_global = global_normalised(per_pixel.sum(), pixel_weight.sum(), rt.dist.world_size)
-            optimiser_step(loss, optimiser, model, clip, rt.precision)
-            total += per_pixel.detach().sum()
-            count += n_global
-        epoch_loss = float(all_reduce_sum(total) / count.clamp(min=1e-12))
-        check_finite(epoch_loss, "training")
+    schedule = RunSchedule(epochs, steps, time_budget_s, start)
+    with training_allocator():  # keeps the step's buffers for re-use; handed back when training ends
+        for epoch in range(start, epochs):
+            if schedule.finished(epoch):
+                break
+            schedule.epoch_begins()
+            if patience is not None and has_val and best["stale"] >= patience:
+                break
+            began = time.perf_counter()
+            rng = np.random.default_rng(derive_seed(seed, epoch))
+            torch.manual_seed(derive_seed(seed, epoch, rt.dist.rank, 1))
+            train_module.train()
+            total = torch.zeros((), device=rt.device)
+            count = torch.zeros((), device=rt.device)
+            step = 0
+            while step < schedule.steps:
+                reporter.report((epoch + step / schedule.steps) / schedule.epochs,
+                                f"Training: epoch {epoch + 1}/{schedule.epochs}{schedule.left(epoch, step)}")
+                crops = sampler.sample(rng, batch_size)
+                size = crop_size(train_scenes, crops, crop)
+                batch = make_batch(
+                    train_scenes, crops[share], size, with_labels=True, dates=batch_dates(train_scenes, crops)
+                ).to(rt.device)
+                plan = _apply_plan(model, config, batch, rt)
+                loss_sum, n_global = finetune_step(train_module, model, batch, weight_t, optimiser, clip,
+                                                   rt.precision, rt.dist.world_size, plan.micro_batch)
+                total += loss_sum
+                count += n_global
+                step += 1
+                schedule.step_done()
+                if step == 1:
+                    agree(schedule)
+            epoch_loss = float(all_reduce_sum(total) / count.clamp(min=1e-12))
+            check_finite(epoch_loss, "training")
 
-        record: dict[str, Any] = {"epoch": epoch + 1, "loss": epoch_loss, "val_oa": None, "val_miou": None}
-        if has_val:
-            reporter.report((epoch + 1) / epochs, f"Validating: epoch {epoch + 1}/{epochs}")
-            cm = scene_confusion(model, own_val, k, crop, rt.device, rt.precision, batch_size)
-            metrics = summarize(all_reduce_sum(torch.from_numpy(cm).to(rt.device)).cpu().numpy())
-            record["val_oa"], record["val_miou"] = metrics["overall_accuracy"], metrics["miou"]
-            improved = metrics["miou"] > best["miou"]
-        else:
-            metrics, improved = {}, True
-        if improved:
-            best = {
-                "state": {n: v.detach().cpu().clone() for n, v in model.state_dict().items()},
-                "epoch": epoch + 1,
-                "miou": metrics.get("miou", -1.0),
-                "metrics": metrics,
-                "stale": 0,
-            }
-        else:
-            best["stale"] += 1
-        record["seconds"] = round(time.perf_counter() - began, 3)
-        history.append(record)
-        if rt.dist.is_main:
-            log.info(
-                "train epoch %d/%d loss %.4f val OA %s mIoU %s (%.1f s)",
-                epoch + 1, epochs, epoch_loss, record["val_oa"], record["val_miou"], record["seconds"],
-            )
-            if checkpoint:
-                save_training(checkpoint, "finetune", config.to_dict(), epoch + 1, history, model, optimiser,
-                              rt.precision.scaler, best=best)
-        barrier()
+            record: dict[str, Any] = {"epoch": epoch + 1, "loss": epoch_loss, "val_oa": None, "val_miou": None}
+            if has_val:
+                reporter.report((epoch + 1) / schedule.epochs, f"Validating: epoch {epoch + 1}/{schedule.epochs}")
+                cm = validation.confusion(model, k, rt.device, rt.precision)
+                metrics = summarize(all_reduce_sum(torch.from_numpy(cm).to(rt.device)).cpu().numpy())
+                record["val_oa"], record["val_miou"] = metrics["overall_accuracy"], metrics["miou"]
+                improved = metrics["miou"] > best["miou"]
+            else:
+                metrics, improved = {}, True
+            if improved:
+                best = {
+                    "state": {n: v.detach().cpu().clone() for n, v in model.state_dict().items()},
+                    "epoch": epoch + 1,
+                    "miou": metrics.get("miou", -1.0),
+                    "metrics": metrics,
+                    "stale": 0,
+                }
+            else:
+                best["stale"] += 1
+            record["seconds"] = round(time.perf_counter() - began, 3)
+            history.append(record)
+            schedule.epoch_done()
+            agree(schedule)
+            if rt.dist.is_main:
+                log.info(
+                    "train epoch %d/%d loss %.4f val OA %s mIoU %s (%.1f s)",
+                    epoch + 1, epochs, epoch_loss, record["val_oa"], record["val_miou"], record["seconds"],
+                )
+                if checkpoint:
+                    save_training(checkpoint, "finetune", config.to_dict(), epoch + 1, history, model, optimiser,
+                                  rt.precision.scaler, best=best)
+            barrier()
+    if time_budget_s and rt.dist.is_main:
+        log.info(schedule.summary()["note"])
     reporter.report(1.0, "Training finished")
     state = best["state"] or {n: v.detach().cpu().clone() for n, v in model.state_dict().items()}
     return FinetuneResult(
@@ -186,7 +204,17 @@ def finetune(
         best_epoch=int(best["epoch"]),
         val_metrics=dict(best["metrics"]),
         class_weights=[float(w) for w in weights] if class_weights else None,
+        schedule=schedule.summary(),
     )
+
+
+def _apply_plan(model: nn.Module, config: STCLNConfig, batch: Batch, rt: Runtime) -> StepPlan:
+    """Sizes this step's micro-batches (and recomputation) to the memory budget for the batch's dates."""
+    b, t, _, h, w = batch.x.shape
+    plan = plan_step(config, t, h * w, b, divisible=not rt.dist.distributed)
+    if hasattr(model, "recompute_chunk"):
+        model.recompute_chunk = plan.recompute_chunk
+    return plan
 
 
 def _check_scenes(train_scenes: Sequence[Scene], val_scenes: Sequence[Scene], config: STCLNConfig) -> None:

@@ -15,10 +15,13 @@ from ..model import STCLN, STCLNConfig
 from ..progress import CancelledCallback, ProgressCallback
 from .checkpoint import resume_training, save_training
 from .distributed import all_reduce_sum, barrier
-from .masking import MASK_MODES, apply_mask_token, make_pretraining_mask, reconstruction_sums
-from .runtime import check_finite, global_normalised, log, optimiser_step, setup_runtime, wrap_for_training
-from .sampling import CropSampler, batch_dates, default_steps, derive_seed, make_batch, rank_slice
+from .allocator import training_allocator
+from .masking import MASK_MODES, apply_mask_token, make_pretraining_mask
+from .runtime import check_finite, log, setup_runtime, wrap_for_training
+from .sampling import CropSampler, batch_dates, crop_size, default_steps, derive_seed, make_batch, rank_slice
 from .scene import Scene
+from .schedule import RunSchedule, agree
+from .steps import plan_step, pretrain_step
 
 
 @dataclass
@@ -29,6 +32,7 @@ class PretrainResult:
     state_dict: dict[str, torch.Tensor]
     history: list[dict[str, Any]]
     pretext_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)  # epochs and steps run (RunSchedule.summary)
 
 
 class MaskedPretrainer(nn.Module):
@@ -65,6 +69,7 @@ def pretrain(
     checkpoint: Optional[str] = None,
     resume: bool = False,
     init_state: Optional[dict[str, torch.Tensor]] = None,
+    time_budget_s: Optional[float] = None,
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
 ) -> PretrainResult:
@@ -73,7 +78,9 @@ def pretrain(
 
     ``batch_size`` is the global batch: under torchrun every rank draws the same crops from (seed, epoch) and
     trains on its share, so the result matches one process. With ``checkpoint`` the state is written after every
-    epoch (rank 0); ``resume`` continues from it and ends with the weights an uninterrupted run would have.
+    epoch (rank 0); ``time_budget_s`` runs fewer epochs / steps than asked where they would not fit (measured as
+    the run goes; ``PretrainResult.schedule`` says what was chosen); ``resume`` continues from it and ends with
+    the weights an uninterrupted run would have.
     """
     if not scenes:
         raise EngineError("Pre-training needs at least one region of imagery.")
@@ -109,36 +116,52 @@ def pretrain(
     sampler = CropSampler(scenes, crop)
     steps = steps_per_epoch or default_steps(scenes, crop, batch_size)
     share = rank_slice(batch_size, rt.dist.rank, rt.dist.world_size)
-    for epoch in range(start, epochs):
-        began = time.perf_counter()
-        rng = np.random.default_rng(derive_seed(seed, epoch))  # the same global batch on every rank
-        torch.manual_seed(derive_seed(seed, epoch, rt.dist.rank, 1))  # dropout, per rank
-        train_module.train()
-        total = torch.zeros((), device=rt.device)
-        count = torch.zeros((), device=rt.device)
-        for step in range(steps):
-            reporter.report((epoch + step / steps) / epochs, f"Pre-training: epoch {epoch + 1}/{epochs}")
-            crops = sampler.sample(rng, batch_size)
-            dates = batch_dates(scenes, crops)
-            mask = make_pretraining_mask((batch_size, dates, crop, crop), mask_ratio, mask_mode, rng)[share]
-            batch = make_batch(scenes, crops[share], crop, dates=dates).to(rt.device)
-            mask = mask.to(rt.device)
-            with rt.precision.autocast():
-                prediction = train_module(batch.x, batch.positions, batch.valid, mask)
-            sse, n = reconstruction_sums(prediction, batch.x, mask, batch.valid)
-            loss, n_global = global_normalised(sse, n, rt.dist.world_size)
-            optimiser_step(loss, optimiser, module, clip, rt.precision)
-            total += sse.detach()
-            count += n_global
-        epoch_loss = float(all_reduce_sum(total) / count.clamp(min=1.0))
-        check_finite(epoch_loss, "pre-training")
-        history.append({"epoch": epoch + 1, "loss": epoch_loss, "seconds": round(time.perf_counter() - began, 3)})
-        if rt.dist.is_main:
-            log.info("pretrain epoch %d/%d loss %.5f (%.1f s)", epoch + 1, epochs, epoch_loss, history[-1]["seconds"])
-            if checkpoint:
-                save_training(checkpoint, "pretrain", config.to_dict(), epoch + 1, history, module, optimiser,
-                              rt.precision.scaler)
-        barrier()
+    schedule = RunSchedule(epochs, steps, time_budget_s, start)
+    with training_allocator():  # keeps the step's buffers for re-use; handed back when training ends
+        for epoch in range(start, epochs):
+            if schedule.finished(epoch):
+                break
+            schedule.epoch_begins()
+            began = time.perf_counter()
+            rng = np.random.default_rng(derive_seed(seed, epoch))  # the same global batch on every rank
+            torch.manual_seed(derive_seed(seed, epoch, rt.dist.rank, 1))  # dropout, per rank
+            train_module.train()
+            total = torch.zeros((), device=rt.device)
+            count = torch.zeros((), device=rt.device)
+            step = 0
+            while step < schedule.steps:
+                reporter.report((epoch + step / schedule.steps) / schedule.epochs,
+                                f"Pre-training: epoch {epoch + 1}/{schedule.epochs}{schedule.left(epoch, step)}")
+                crops = sampler.sample(rng, batch_size)
+                dates = batch_dates(scenes, crops)
+                size = crop_size(scenes, crops, crop)
+                mask = make_pretraining_mask((batch_size, dates, *size), mask_ratio, mask_mode, rng)[share]
+                batch = make_batch(scenes, crops[share], size, dates=dates).to(rt.device)
+                plan = plan_step(config, dates, size[0] * size[1], batch.x.shape[0],
+                                 divisible=not rt.dist.distributed)
+                model.recompute_chunk = plan.recompute_chunk
+                sse, n_global = pretrain_step(train_module, module, batch, mask.to(rt.device), optimiser, clip,
+                                              rt.precision, rt.dist.world_size, plan.micro_batch)
+                total += sse
+                count += n_global
+                step += 1
+                schedule.step_done()
+                if step == 1:
+                    agree(schedule)
+            epoch_loss = float(all_reduce_sum(total) / count.clamp(min=1.0))
+            check_finite(epoch_loss, "pre-training")
+            history.append({"epoch": epoch + 1, "loss": epoch_loss, "seconds": round(time.perf_counter() - began, 3)})
+            schedule.epoch_done()
+            agree(schedule)
+            if rt.dist.is_main:
+                log.info("pretrain epoch %d/%d loss %.5f (%.1f s)", epoch + 1, epochs, epoch_loss,
+                         history[-1]["seconds"])
+                if checkpoint:
+                    save_training(checkpoint, "pretrain", config.to_dict(), epoch + 1, history, module, optimiser,
+                                  rt.precision.scaler)
+            barrier()
+    if time_budget_s and rt.dist.is_main:
+        log.info(schedule.summary()["note"])
     reporter.report(1.0, "Pre-training finished")
     return PretrainResult(
         state_dict={k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()},
@@ -146,6 +169,7 @@ def pretrain(
         pretext_state={
             k: v.detach().cpu().clone() for k, v in module.state_dict().items() if not k.startswith("model.")
         },
+        schedule=schedule.summary(),
     )
 
 

@@ -27,10 +27,26 @@ def rank_slice(batch_size: int, rank: int, world_size: int) -> slice:
     return slice(start, start + base + (1 if rank < extra else 0))
 
 
-def default_steps(scenes: Sequence[Scene], crop: int, batch_size: int, minimum: int = 4) -> int:
-    """Steps per epoch so that an epoch sees about as many pixels as the scenes hold (at least ``minimum``)."""
+# Default steps per epoch are bounded: a step's cost does not depend on the area, and pre-training samples crops
+# at random (it need not see every pixel every epoch), so an epoch of a large scene stays minutes, not hours.
+PRETRAIN_MAX_DEFAULT_STEPS = 8
+FINETUNE_MAX_DEFAULT_STEPS = 8
+MIN_DEFAULT_STEPS = 4
+
+
+def default_steps(scenes: Sequence[Scene], crop: int, batch_size: int, minimum: int = MIN_DEFAULT_STEPS,
+                  maximum: int = PRETRAIN_MAX_DEFAULT_STEPS) -> int:
+    """Steps per epoch so that an epoch sees about as many pixels as the scenes hold, within ``minimum..maximum``."""
     area = sum(s.shape[2] * s.shape[3] for s in scenes)
-    return max(minimum, math.ceil(area / (crop * crop * batch_size)))
+    return min(maximum, max(minimum, math.ceil(area / (crop * crop * batch_size))))
+
+
+def default_finetune_steps(scenes: Sequence[Scene], crop: int, batch_size: int, minimum: int = MIN_DEFAULT_STEPS,
+                           maximum: int = FINETUNE_MAX_DEFAULT_STEPS) -> int:
+    """Steps per epoch from the labelled pixels (not the area of the regions that hold them: scattered fields
+    would inflate it): about one crop per crop-sized patch of labels, within ``minimum..maximum``."""
+    labelled = sum(s.labelled_pixels for s in scenes)
+    return min(maximum, max(minimum, math.ceil(labelled / (crop * crop * batch_size))))
 
 
 class CropSampler:
@@ -97,6 +113,14 @@ class Batch:
             self.valid.to(device, non_blocking=nb),
             None if self.labels is None else self.labels.to(device, non_blocking=nb),
         )
+
+
+def crop_size(scenes: Sequence[Scene], crops: Sequence[Crop], crop: int) -> tuple[int, int]:
+    """``(height, width)`` of a batch's crops: ``crop``, but never more than the largest scene among ``crops``
+    (a small scene is not padded up to the crop, which would only add work on invalid pixels)."""
+    h = max(scenes[i].shape[2] for i, _, _ in crops)
+    w = max(scenes[i].shape[3] for i, _, _ in crops)
+    return min(crop, h), min(crop, w)
 
 
 def batch_dates(scenes: Sequence[Scene], crops: Sequence[Crop]) -> int:
