@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fields-layer", default=None, help="layer name inside --fields (e.g. in a GeoPackage)")
     p.add_argument("--fields-out", default=None, help="GeoPackage to write with the class of each polygon")
     p.add_argument("--extent", default=None, help="polygon layer: map only inside it")
+    p.add_argument("--uncertainty", default=None, help="uncertainty GeoTIFF to write (normalised entropy, 0 sure .. 1 uniform)")
+    _smoothing_arguments(p)
     _run_arguments(p)
 
     p = command("evaluate", "Accuracy of a map against labelled fields; writes JSON, CSV and HTML reports.")
@@ -146,6 +148,29 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     g.add_argument("--resume", action="store_true", help="continue a stopped run from its checkpoint")
+
+
+def _smoothing_arguments(p: argparse.ArgumentParser) -> None:
+    from .smoothing_options import SmoothingOptions as S
+
+    g = p.add_argument_group("smoothing (Bayesian, as in sits; off unless --smooth)")
+    g.add_argument("--smooth", action="store_true", help="smooth the class probabilities spatially before the argmax")
+    g.add_argument("--smooth-window", type=int, default=S.window, help=S.describe("window"))
+    g.add_argument("--smoothness", type=float, default=S.smoothness, help=S.describe("smoothness"))
+    g.add_argument("--smooth-neigh-fraction", type=float, default=S.neigh_fraction, help=S.describe("neigh_fraction"))
+    g.add_argument("--smooth-by-parcel", action="store_true", help=S.describe("by_parcel") + "; needs --fields")
+
+
+def _smoothing(args):
+    """The smoothing options of the command line (None when --smooth is not given), checked."""
+    from .smoothing_options import SmoothingOptions
+
+    if not args.smooth:
+        if args.smooth_by_parcel:
+            raise EngineError("--smooth-by-parcel belongs to the smoothing: add --smooth.")
+        return None
+    return SmoothingOptions(window=args.smooth_window, smoothness=args.smoothness,
+                            neigh_fraction=args.smooth_neigh_fraction, by_parcel=args.smooth_by_parcel).validate()
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -278,21 +303,23 @@ def run_train(args, progress) -> dict:
 
 
 def run_predict(args, progress) -> dict:
-    options = pipeline.PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device)
+    options = pipeline.PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
+                                      smoothing=_smoothing(args))
     outcome = pipeline.predict(
         args.model, _series(args), args.out, out_confidence=args.confidence, out_probabilities=args.probabilities,
         fields=args.fields, fields_layer=args.fields_layer, fields_out=args.fields_out, options=options,
-        extent=args.extent, progress=progress,
+        extent=args.extent, progress=progress, out_uncertainty=args.uncertainty,
     )
     print(f"Class map written to {outcome.map_path}")
-    for label, path in (("Confidence", outcome.confidence_path), ("Probabilities", outcome.probabilities_path),
-                        ("Field-level results", outcome.fields_path)):
+    for label, path in (("Confidence", outcome.confidence_path), ("Uncertainty", outcome.uncertainty_path),
+                        ("Probabilities", outcome.probabilities_path), ("Field-level results", outcome.fields_path)):
         if path:
             print(f"{label} written to {path}")
     rate = outcome.pixels / outcome.seconds if outcome.seconds > 0 else 0.0
     print(f"{outcome.pixels} pixels in {outcome.seconds:.1f} s ({rate:,.0f} px/s)")
     return {"map": outcome.map_path, "confidence": outcome.confidence_path, "probabilities": outcome.probabilities_path,
-            "fields": outcome.fields_path, "pixels": outcome.pixels, "seconds": outcome.seconds}
+            "fields": outcome.fields_path, "pixels": outcome.pixels, "seconds": outcome.seconds,
+            "uncertainty": outcome.uncertainty_path}
 
 
 def run_evaluate(args, progress) -> dict:

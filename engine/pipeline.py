@@ -11,7 +11,7 @@ import datetime as dt
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from . import __version__
 from .atomic import check_writable
 from .errors import EngineError
 from .progress import CancelledCallback, ProgressCallback, as_reporter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .smoothing_options import SmoothingOptions
 
 Color = tuple[int, int, int]
 
@@ -88,6 +91,7 @@ class PredictOptions:
     overlap: int = 8
     batch_size: int = 16
     device: str = "auto"
+    smoothing: Optional["SmoothingOptions"] = None  # Bayesian smoothing before the argmax (None: off)
 
 
 @dataclass
@@ -115,6 +119,7 @@ class PredictOutcome:
     fields_path: Optional[str]
     pixels: int
     seconds: float
+    uncertainty_path: Optional[str] = None
 
 
 @dataclass
@@ -337,15 +342,20 @@ def predict(
     extent: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
+    out_uncertainty: Optional[str] = None,
 ) -> PredictOutcome:
-    """Maps the crops over the whole series tile by tile; writes the class map and the optional outputs."""
+    """Maps the crops over the whole series tile by tile; writes the class map and the optional outputs.
+
+    ``out_uncertainty``: normalised entropy of the class probabilities. Smoothing within parcels (``options.smoothing``
+    with ``by_parcel``) uses the ``fields`` layer.
+    """
     from .inference import field_results, predict_raster
 
     started = time.perf_counter()
     reporter = as_reporter(progress, cancelled)
     if fields_out and not fields:
         raise EngineError("A field-level output was asked for without a polygon layer: give the fields (parcels) layer too.")
-    for path in (out_map, out_confidence, out_probabilities, fields_out):
+    for path in (out_map, out_confidence, out_probabilities, fields_out, out_uncertainty):
         if path:
             check_writable(path)
     bundle = _load_classifier(model_path)
@@ -366,6 +376,10 @@ def predict(
             field_layer=fields_layer,
             progress=reporter.span(0.0, 0.95 if fields_out else 1.0).report_callback(),
             cancelled=cancelled,
+            out_uncertainty=out_uncertainty,
+            smoothing=options.smoothing,
+            parcel_vector=fields,
+            parcel_layer=fields_layer,
         )
         fields_path = None
         if fields_out and _is_main_process():
@@ -379,6 +393,7 @@ def predict(
         str(fields_path) if fields_path else None,
         int(result.pixels),
         time.perf_counter() - started,
+        uncertainty_path=str(out_uncertainty) if out_uncertainty else None,
     )
 
 
@@ -456,7 +471,8 @@ def map_crops(
     """All steps: [pre-train] -> train (or an existing model) -> map -> field results -> accuracy report.
 
     Writes into ``out_dir``: ``model.cropmodel`` (and ``pretrained.cropmodel``), ``crop_map.tif``,
-    ``confidence.tif``, ``fields.gpkg`` and ``report/``.
+    ``confidence.tif``, ``fields.gpkg`` and ``report/`` (and ``uncertainty.tif`` when ``outputs`` has
+    ``"uncertainty"``).
     """
     folder = Path(out_dir)
     existed = folder.exists()
@@ -514,6 +530,7 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
         options=predict_options,
         progress=reporter.span(predict_from, 0.95).report_callback(),
         cancelled=cancelled,
+        out_uncertainty=str(folder / "uncertainty.tif") if "uncertainty" in outputs else None,
     )
     report = None
     if "report" in outputs:

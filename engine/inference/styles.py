@@ -62,9 +62,19 @@ def class_qml(classes: ClassTable) -> str:
 
 def confidence_qml() -> str:
     """A QGIS pseudo-colour style for a 0..1 confidence raster (red = unsure, green = sure)."""
-    stops = [(0.0, "#d7191c", "0.0"), (0.5, "#fdae61", "0.5"), (0.75, "#a6d96a", "0.75"), (1.0, "#1a9641", "1.0")]
+    return ramp_qml([(0.0, "#d7191c", "0.0"), (0.5, "#fdae61", "0.5"), (0.75, "#a6d96a", "0.75"), (1.0, "#1a9641", "1.0")])
+
+
+def uncertainty_qml() -> str:
+    """A QGIS pseudo-colour style for a 0..1 uncertainty raster (dark blue = sure, yellow = all classes alike)."""
+    return ramp_qml([(0.0, "#0d0887", "0.0 sure"), (0.25, "#7e03a8", "0.25"), (0.5, "#cc4778", "0.5"),
+                     (0.75, "#f89540", "0.75"), (1.0, "#f0f921", "1.0 uniform")])
+
+
+def ramp_qml(stops: list[tuple[float, str, str]]) -> str:
+    """A QGIS pseudo-colour style interpolating ``(value, colour, label)`` stops over 0..1."""
     items = "\n".join(
-        f'            <item value="{v}" color="{c}" alpha="255" label="{label}"/>' for v, c, label in stops
+        f'            <item value="{v}" color="{c}" alpha="255" label={quoteattr(label)}/>' for v, c, label in stops
     )
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22.0" styleCategories="AllStyleCategories">
