@@ -414,6 +414,7 @@ def evaluate(
     from .bundle import ModelBundle
     from .data import rasterize_fields
     from .evaluation import confusion_matrix, metrics_from_confusion, write_reports
+    from .evaluation.area import add_area_estimates
     from .mapfile import class_table_from_map, map_histogram, open_map
 
     reporter = as_reporter(progress, cancelled)
@@ -444,6 +445,7 @@ def evaluate(
     reporter.report(0.6, "Measuring mapped areas")
     counts = map_histogram(map_dataset, len(classes), cancelled=cancelled)
     metrics = metrics_from_confusion(cm, classes, grid.pixel_area_m2, mapped_counts=counts[1:])
+    add_area_estimates(metrics, cm, counts[1:], grid.pixel_area_m2)
     metrics["split"] = split
     metrics["unmapped_reference_pixels"] = int((use & ~mapped).sum())
     metrics["map"] = str(map_path)

@@ -20,7 +20,8 @@ JSON_NAME = "metrics.json"
 CSV_NAME = "per_class.csv"
 HTML_NAME = "report.html"
 
-_CSV_COLUMNS = ["value", "name", "color", "precision", "recall", "f1", "iou", "support", "mapped_area_ha"]
+_CSV_COLUMNS = ["value", "name", "color", "precision", "recall", "f1", "iou", "support", "mapped_area_ha",
+                "adjusted_area_ha", "adjusted_area_ci95_ha"]
 
 
 def write_reports(
@@ -135,6 +136,34 @@ def confusion_svg(cm: list[list[int]], names: list[str], colors: list) -> str:
     return "".join(parts)
 
 
+def area_html(metrics: dict) -> str:
+    """The error-adjusted area table (``metrics["area_estimates"]``) with its caveat; empty without estimates."""
+    table = metrics.get("area_estimates")
+    if not table:
+        return ""
+    colors = {c["name"]: c.get("color", (200, 200, 200)) for c in metrics.get("per_class", [])}
+    rows = "".join(
+        "<tr>"
+        f'<td><span class="swatch" style="background:{_hex(colors.get(r["name"], (200, 200, 200)))}"></span></td>'
+        f'<td>{html.escape(r["name"])}</td><td>{_fmt(r["mapped_area_ha"], 2)}</td>'
+        f'<td>{_fmt(r["adjusted_area_ha"], 2)}</td><td>&plusmn; {_fmt(r["ci95_ha"], 2)}</td>'
+        f'<td>{_fmt(r["ci95_low_ha"], 2)} &ndash; {_fmt(r["ci95_high_ha"], 2)}</td>'
+        f'<td>{_fmt(r["users_accuracy"])}</td><td>{_fmt(r["producers_accuracy"])}</td>'
+        "</tr>"
+        for r in table["per_class"]
+    )
+    unsampled = table["per_class"][0]["unsampled_map_share"] if table["per_class"] else 0.0
+    note = (f"<p>{unsampled:.1%} of the mapped area belongs to classes without any test pixel: the estimates leave "
+            "it out.</p>" if unsampled > 0 else "")
+    return (
+        "<h2>Area estimates</h2>"
+        '<table class="areas"><tr><th></th><th>Class</th><th>Mapped area (ha)</th><th>Error-adjusted area (ha)</th>'
+        "<th>95 % interval</th><th>95 % range (ha)</th><th>User's accuracy</th><th>Producer's accuracy (area)</th></tr>"
+        f"{rows}</table>"
+        f'<p class="caveat">{html.escape(table["caveat"])}</p>{note}'
+    )
+
+
 def render_html(metrics: dict, title: str, extra: Optional[dict] = None) -> str:
     """One self-contained HTML page: summary, class table with colours, confusion matrix picture, extra facts."""
     per_class = metrics["per_class"]
@@ -174,6 +203,7 @@ body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
 th {{ background: #f3f3f3; }} td:nth-child(3), .facts td, .facts th {{ text-align: left; }}
+.areas td:nth-child(2) {{ text-align: left; }} .caveat {{ max-width: 60em; color: #444; }}
 .swatch {{ display: inline-block; width: 14px; height: 14px; border: 1px solid #444; vertical-align: middle; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
@@ -183,6 +213,7 @@ th {{ background: #f3f3f3; }} td:nth-child(3), .facts td, .facts th {{ text-alig
 <th>Reference pixels</th><th>Mapped area (ha)</th></tr>
 {''.join(rows)}
 </table>
+{area_html(metrics)}
 <h2>Confusion matrix</h2>
 {svg}
 {extra_html}
