@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from . import pipeline
 from .errors import CancelledError, EngineError
+from .suggest import DEFAULT_COUNT
 
 EXAMPLES = {
     "pretrain": "python -m engine pretrain --images s2/*.tif --cloud-masks clm/*.tif --preset lite --epochs 10 --out pre.cropmodel",
@@ -27,6 +28,8 @@ EXAMPLES = {
     "--fields parcels.gpkg --fields-out parcels_crops.gpkg",
     "evaluate": "python -m engine evaluate --map map.tif --labels fields.gpkg --class-field crop --model crops.cropmodel "
     "--split test --report report/",
+    "suggest": "python -m engine suggest --model crops.cropmodel --images s2/*.tif --parcels parcels.gpkg "
+    "--unlabelled-field crop --count 20 --out suggested.gpkg",
     "demo": "python -m engine demo --out demo_out",
     "info": "python -m engine info crops.cropmodel   |   python -m engine info --preset paper --bands 10 --classes 20 --json",
 }
@@ -107,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="the model that made the map: its classes and field split are used")
     p.add_argument("--split", choices=["test", "val", "train", "all"], default="test")
     p.add_argument("--report", required=True, help="folder to write the reports into")
+
+    p = command("suggest", "Rank parcels (or segments of the map) by uncertainty: the fields to label next.")
+    p.add_argument("--model", required=True, help="trained model (.cropmodel)")
+    _series_arguments(p)
+    p.add_argument("--parcels", default=None, help="polygon layer of candidate parcels (default: segments of the map)")
+    p.add_argument("--parcels-layer", default=None, help="layer name inside --parcels")
+    p.add_argument("--unlabelled-field", default=None,
+                   help="class field of --parcels: only parcels where it is empty are candidates")
+    p.add_argument("--exclude", default=None, help="polygon layer of fields already labelled: never suggested")
+    p.add_argument("--exclude-layer", default=None, help="layer name inside --exclude")
+    p.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"how many fields to suggest (default {DEFAULT_COUNT})")
+    p.add_argument("--out", required=True, help="GeoPackage to write (layer suggested_fields)")
+    _run_arguments(p)
 
     p = command("demo", "Synthetic scene -> pretrain -> train -> predict -> evaluate with the lite preset.")
     p.add_argument("--out", default="demo_out", help="folder for the scene and results (default demo_out)")
@@ -346,6 +362,24 @@ def _score(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def run_suggest(args, progress) -> dict:
+    from .suggest import suggest_fields
+
+    options = pipeline.PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device)
+    outcome = suggest_fields(
+        args.model, _series(args), args.out, parcels=args.parcels, parcels_layer=args.parcels_layer,
+        unlabelled_field=args.unlabelled_field, exclude=args.exclude, exclude_layer=args.exclude_layer,
+        count=args.count, options=options, progress=progress,
+    )
+    print(f"{len(outcome.suggestions)} of {outcome.candidates} candidates to label next, written to "
+          f"{outcome.path} (layer {outcome.layer}):")
+    for row in outcome.suggestions:
+        print(f"{row['rank']:>4}  fid {row['source_fid']:<8} {row['crop_class'][:23]:<24} p {row['crop_prob']:.2f}  "
+              f"uncertainty {row['uncertainty']:.2f}  {row['area_ha']:.2f} ha")
+    return {"path": outcome.path, "layer": outcome.layer, "suggestions": outcome.suggestions,
+            "candidates": outcome.candidates, "seconds": outcome.seconds}
+
+
 def run_demo(args, progress) -> dict:
     from .demo import run_demo as demo
 
@@ -370,6 +404,7 @@ COMMANDS: dict[str, Callable] = {
     "train": run_train,
     "predict": run_predict,
     "evaluate": run_evaluate,
+    "suggest": run_suggest,
     "demo": run_demo,
     "info": run_info,
 }
