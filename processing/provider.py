@@ -10,9 +10,11 @@ from .classify import ClassifyAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .mapcrops import MapCropsAlgorithm
 from .pretrain import PretrainAlgorithm
+from .suggest import SuggestAlgorithm
 from .train import TrainAlgorithm
 
-ALGORITHMS = (PretrainAlgorithm, TrainAlgorithm, ClassifyAlgorithm, EvaluateAlgorithm, MapCropsAlgorithm)
+ALGORITHMS = (PretrainAlgorithm, TrainAlgorithm, ClassifyAlgorithm, EvaluateAlgorithm, MapCropsAlgorithm,
+              SuggestAlgorithm)
 
 
 class CropMapperProvider(QgsProcessingProvider):

@@ -79,6 +79,36 @@ def style_fields(layer: QgsVectorLayer, classes: ClassTable, field: Optional[str
     return True
 
 
+SUGGESTION_RAMP = ("#d7301f", "#fdcc8a")  # rank 1 (label first) dark red .. last rank pale orange
+
+
+def style_suggestions(layer: QgsVectorLayer, field: str = "rank") -> bool:
+    """Colours the suggested fields by rank (1 = label first, darkest), labelled with the rank; False without it."""
+    from qgis.core import (QgsGradientColorRamp, QgsGraduatedSymbolRenderer, QgsPalLayerSettings, QgsRendererRange,
+                           QgsVectorLayerSimpleLabeling)
+
+    index = layer.fields().indexOf(field)
+    if index < 0:
+        return False
+    ranks = sorted({int(v) for v in layer.uniqueValues(index) if v is not None and not (hasattr(v, "isNull") and v.isNull())})
+    if not ranks:
+        return False
+    ramp = QgsGradientColorRamp(QColor(SUGGESTION_RAMP[0]), QColor(SUGGESTION_RAMP[1]))
+    ranges = []
+    for n, rank in enumerate(ranks):
+        color = ramp.color(n / max(len(ranks) - 1, 1))
+        symbol = QgsFillSymbol.createSimple({"color": f"{color.red()},{color.green()},{color.blue()},255",
+                                             "outline_color": "20,20,20,255", "outline_width": "0.4"})
+        ranges.append(QgsRendererRange(rank - 0.5, rank + 0.5, symbol, str(rank)))
+    layer.setRenderer(QgsGraduatedSymbolRenderer(field, ranges))
+    labels = QgsPalLayerSettings()
+    labels.fieldName = field
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(labels))
+    layer.setLabelsEnabled(True)
+    layer.triggerRepaint()
+    return True
+
+
 def write_class_style(map_path: str, classes: ClassTable) -> Optional[str]:
     """Saves the class palette as ``<map>.qml`` beside the map, so that QGIS styles it whenever it is loaded."""
     layer = QgsRasterLayer(map_path, Path(map_path).stem, "gdal")
