@@ -84,3 +84,21 @@ def test_export_map_pdf_png_and_layout(qgis_iface, tmp_path):  # noqa: ARG001 - 
     for info in CLASSES:
         assert tuple(info.color) in found, info.name
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_exportmap_algorithm(provider, tmp_path):  # noqa: ARG001
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    map_path = write_map(tmp_path / "crop_map.tif")
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    result = processing.run("cropmapper:exportmap", {
+        "MAP": map_path, "TITLE": "Herault 2018", "OUTPUT_PDF": str(tmp_path / "out.pdf"),
+        "OUTPUT_PNG": str(tmp_path / "out.png"),
+    }, context=context, feedback=QgsProcessingFeedback())
+    with open(result["OUTPUT_PDF"], "rb") as handle:
+        assert handle.read(4) == b"%PDF"
+    assert QImage(result["OUTPUT_PNG"]).width() > 1000
+    layout = QgsProject.instance().layoutManager().layoutByName(export_map.DEFAULT_LAYOUT_NAME)
+    assert layout is not None and layout.itemById("title").text() == "Herault 2018"

@@ -23,7 +23,7 @@ def _series(slovenia) -> dict:
 
 def test_provider_lists_its_algorithms(provider):
     assert {a.name() for a in provider.algorithms()} == {"pretrain", "train", "classify", "evaluate", "mapcrops",
-                                                         "suggest"}
+                                                         "suggest", "exportmap"}
 
 
 def test_pretrain(provider, slovenia, tmp_path):  # noqa: ARG001
