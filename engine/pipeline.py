@@ -137,6 +137,7 @@ class MapCropsOutcome:
     report: Optional[EvaluateOutcome]
     train: Optional[TrainOutcome]
     warnings: list[str] = field(default_factory=list)
+    suggestions: Optional[object] = None  # engine.suggest.SuggestOutcome: unlabelled polygons to label next
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -474,7 +475,7 @@ def map_crops(
 
     Writes into ``out_dir``: ``model.cropmodel`` (and ``pretrained.cropmodel``), ``crop_map.tif``,
     ``confidence.tif``, ``fields.gpkg`` and ``report/`` (and ``uncertainty.tif`` when ``outputs`` has
-    ``"uncertainty"``).
+    ``"uncertainty"``; ``suggested_fields.gpkg`` with ``"suggestions"``, when the polygons include unlabelled ones).
     """
     folder = Path(out_dir)
     existed = folder.exists()
@@ -534,6 +535,13 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
         cancelled=cancelled,
         out_uncertainty=str(folder / "uncertainty.tif") if "uncertainty" in outputs else None,
     )
+    suggestions = None
+    if "suggestions" in outputs:
+        from .suggest import suggest_unlabelled
+
+        suggestions = suggest_unlabelled(model_path, series, labels, str(folder / "suggested_fields.gpkg"),
+                                         predict_options, progress=reporter.span(0.95, 0.97).report_callback(),
+                                         cancelled=cancelled)
     report = None
     if "report" in outputs:
         split = "test" if trained is not None else "all"
@@ -544,7 +552,7 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
             reporter.span(0.95, 1.0).report_callback(), cancelled,
         )
     reporter.report(1.0, "Done")
-    return MapCropsOutcome(model_path, predicted, report, trained, warnings)
+    return MapCropsOutcome(model_path, predicted, report, trained, warnings, suggestions)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -169,6 +169,31 @@ def suggest_fields(
     return SuggestOutcome(str(out), LAYER_NAME, rows, int(mapped.sum()), time.perf_counter() - started)
 
 
+def suggest_unlabelled(model_path: str, series, labels, out_gpkg: str, options=None, count: int = DEFAULT_COUNT,
+                       progress: Optional[ProgressCallback] = None,
+                       cancelled: Optional[CancelledCallback] = None) -> Optional[SuggestOutcome]:
+    """The fields to label next among the polygons of ``labels`` (a ``pipeline.LabelInput``) whose class is empty;
+    None when every polygon is labelled."""
+    if count_unlabelled(labels.path, labels.layer, labels.class_field) == 0:
+        return None
+    return suggest_fields(model_path, series, out_gpkg, parcels=labels.path, parcels_layer=labels.layer,
+                          unlabelled_field=labels.class_field, count=count, options=options, progress=progress,
+                          cancelled=cancelled)
+
+
+def count_unlabelled(vector: str, layer: Optional[str], class_field: str) -> int:
+    """Polygons of the layer whose ``class_field`` is empty (NULL or blank)."""
+    from .inference.vectors import open_polygon_layer
+
+    dataset, source = open_polygon_layer(vector, layer, "field")
+    index = source.GetLayerDefn().GetFieldIndex(class_field)
+    if index < 0:
+        return 0
+    empty = sum(1 for f in source if not f.IsFieldSetAndNotNull(index) or not str(f.GetField(index)).strip())
+    dataset = None
+    return empty
+
+
 def _no_candidates(found: int, parcels: Optional[str], unlabelled_field: Optional[str]) -> None:
     if found:
         return
