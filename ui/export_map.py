@@ -217,3 +217,29 @@ def item_rect_px(layout: QgsPrintLayout, item_id: str, dpi: int = PNG_DPI) -> QR
     rect = item.sceneBoundingRect()  # layout units are millimetres
     scale = dpi / 25.4
     return QRectF(rect.x() * scale, rect.y() * scale, rect.width() * scale, rect.height() * scale)
+
+
+def export_results(pdf_path: str, class_map: QgsRasterLayer, title: str, fields: Optional[QgsVectorLayer] = None,
+                   report_json: Optional[str] = None, model_path: Optional[str] = None,
+                   project: Optional[QgsProject] = None) -> tuple[str, str]:
+    """The Results' *Export map...*: the layout of a result, in the project, as ``pdf_path`` and the PNG beside it."""
+    from ..engine.map_summary import map_summary
+    from .layers import raster_path
+
+    summary = map_summary(raster_path(class_map), report_json, model_path)
+    layout = build_layout(class_map, summary, title, fields, project)
+    pdf = str(Path(pdf_path).with_suffix(".pdf"))
+    written = export_layout(layout, pdf, str(Path(pdf).with_suffix(".png")))
+    return written[0], written[1]
+
+
+def ask_and_export(parent, state: dict) -> Optional[tuple[str, str]]:
+    """Asks where to write the PDF (the PNG goes beside it) and exports; None when the user cancels."""
+    from qgis.PyQt.QtWidgets import QFileDialog
+
+    start = str(Path(state["folder"]) / "crop_map.pdf")
+    path, _ = QFileDialog.getSaveFileName(parent, "Export map", start, "PDF (*.pdf)")
+    if not path:
+        return None
+    return export_results(path, state["class_map"], state["title"], state.get("fields"), state.get("report_json"),
+                          state.get("model"))

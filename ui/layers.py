@@ -109,12 +109,19 @@ def add_results(
     confidence_path: Optional[str] = None,
     fields_path: Optional[str] = None,
     project: Optional[QgsProject] = None,
+    uncertainty_path: Optional[str] = None,
+    suggestions_path: Optional[str] = None,
 ) -> tuple[QgsLayerTreeGroup, list[QgsMapLayer]]:
     """Adds the styled results to the top of the layer tree in one group; returns the group and its layers."""
     project = project or QgsProject.instance()
     root = project.layerTreeRoot()
     group = root.insertGroup(0, group_name)
     layers: list[QgsMapLayer] = []
+    if suggestions_path:
+        suggested = QgsVectorLayer(f"{suggestions_path}|layername=suggested_fields", "Fields to label next", "ogr")
+        if suggested.isValid():
+            styling.style_suggestions(suggested)
+            layers.append(suggested)
     if fields_path:
         fields = QgsVectorLayer(fields_path, "Fields (predicted class)", "ogr")
         if fields.isValid():
@@ -131,10 +138,15 @@ def add_results(
             styling.style_confidence(confidence)
             confidence.setOpacity(1.0)
             layers.append(confidence)
+    if uncertainty_path:
+        uncertainty = QgsRasterLayer(uncertainty_path, "Uncertainty", "gdal")
+        if uncertainty.isValid():
+            styling.style_uncertainty(uncertainty)
+            layers.append(uncertainty)
     for layer in layers:
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
-        if layer.name() == "Confidence":
+        if layer.name() in ("Confidence", "Uncertainty"):
             node.setItemVisibilityChecked(False)  # the class map is what the user wants to see first
     return group, layers
 

@@ -23,6 +23,7 @@ from qgis.PyQt.QtGui import QColor
 from ..engine.classes import ClassTable
 
 CONFIDENCE_RAMP = "RdYlGn"  # red = unsure, green = sure, as in the engine's .qml sidecar
+UNCERTAINTY_RAMP = "Plasma"  # dark blue = sure, yellow = every class alike, as in the engine's .qml sidecar
 
 
 def class_renderer(layer: QgsRasterLayer, classes: ClassTable, band: int = 1) -> QgsPalettedRasterRenderer:
@@ -38,9 +39,15 @@ def style_class_map(layer: QgsRasterLayer, classes: ClassTable) -> None:
     layer.triggerRepaint()
 
 
-def style_confidence(layer: QgsRasterLayer, minimum: float = 0.0, maximum: float = 1.0) -> None:
+def style_uncertainty(layer: QgsRasterLayer) -> None:
+    """A continuous ramp over 0 (sure) .. 1 (all classes equally likely) for the uncertainty layer."""
+    style_confidence(layer, ramp_name=UNCERTAINTY_RAMP)
+
+
+def style_confidence(layer: QgsRasterLayer, minimum: float = 0.0, maximum: float = 1.0,
+                     ramp_name: str = CONFIDENCE_RAMP) -> None:
     """A continuous pseudocolour ramp from low (dark) to high (bright) confidence."""
-    ramp = QgsStyle.defaultStyle().colorRamp(CONFIDENCE_RAMP)
+    ramp = QgsStyle.defaultStyle().colorRamp(ramp_name)
     shader_function = QgsColorRampShader(minimum, maximum, ramp)
     shader_function.setColorRampType(QgsColorRampShader.Interpolated)
     shader_function.classifyColorRamp(5, -1)
