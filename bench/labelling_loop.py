@@ -34,7 +34,7 @@ from study import Data, Schedule, make_scenes, positions_for, score  # noqa: E40
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "herault_s2_l2a"
 START_FRACTION, PER_ROUND, ROUNDS = 0.10, 5, 4
-SCHEDULE = Schedule(size="lite", crop=16, batch_size=8, epochs=4, steps_per_epoch=15, lr=1e-3, val_window=24)
+SCHEDULE = Schedule(size="lite", crop=16, batch_size=8, epochs=2, steps_per_epoch=10, lr=1e-3, val_window=24)
 
 
 def log(message: str) -> None:
@@ -125,7 +125,9 @@ def scores(data: Data, split, probs: np.ndarray) -> dict[str, float]:
     return {"pixel_miou": score(data, split, predicted)["miou"], "field_miou": field_miou(data, split, probs)}
 
 
-def run_seed(data: Data, seed: int) -> dict[str, Any]:
+def run_seed(data: Data, seed: int, record) -> None:
+    """Both loops of one seed, round by round (suggested and random side by side, so a cut-short run compares
+    them at the same rounds); ``record(dict)`` gets one line per (strategy, round) and per final smoothing."""
     from engine.data import split_fields
     from engine.inference.smoothing import SmoothingOptions, bayesian_smooth
 
@@ -133,67 +135,73 @@ def run_seed(data: Data, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(1000 + seed)
     pool_all = list(base.train)
     start = sorted(rng.choice(pool_all, max(1, round(START_FRACTION * len(pool_all))), replace=False).tolist())
-    out: dict[str, Any] = {"seed": seed, "train_pool": len(pool_all), "start": len(start), "val": len(base.val),
-                           "test": len(base.test)}
-    first: Optional[np.ndarray] = None
-    for strategy in ("suggested", "random"):
-        labelled = list(start)
-        rounds = []
-        for round_ in range(ROUNDS + 1):
-            split = SimpleNamespace(train=labelled, val=list(base.val), test=list(base.test))
+    labelled = {"suggested": list(start), "random": list(start)}
+    probs: dict[str, np.ndarray] = {}
+    for round_ in range(ROUNDS + 1):
+        for strategy in ("suggested", "random"):
+            split = SimpleNamespace(train=labelled[strategy], val=list(base.val), test=list(base.test))
             began = time.perf_counter()
-            probs = first if (round_ == 0 and first is not None) else train_and_map(data, split, seed)
-            if round_ == 0:
-                first = probs
-            result = {"round": round_, "fields": len(labelled), **scores(data, split, probs),
-                      "seconds": round(time.perf_counter() - began, 1)}
-            rounds.append(result)
-            log(f"seed {seed} {strategy} round {round_}: {len(labelled)} fields, pixel mIoU "
-                f"{result['pixel_miou']:.3f}, field mIoU {result['field_miou']:.3f} ({result['seconds']} s)")
-            if round_ == ROUNDS:
-                break
-            pool = [f for f in pool_all if f not in labelled]
-            if strategy == "suggested":
-                added = suggest_next(data, probs, pool)
+            if round_ == 0 and strategy == "random":
+                probs[strategy] = probs["suggested"]  # the same start
             else:
-                added = rng.choice(pool, min(PER_ROUND, len(pool)), replace=False).tolist()
-            labelled = labelled + [int(f) for f in added]
-        out[strategy] = rounds
-        split = SimpleNamespace(train=labelled, val=list(base.val), test=list(base.test))
-        smoothing = {}
+                probs[strategy] = train_and_map(data, split, seed)
+            result = {"kind": "round", "seed": seed, "strategy": strategy, "round": round_,
+                      "fields": len(labelled[strategy]), **scores(data, split, probs[strategy]),
+                      "seconds": round(time.perf_counter() - began, 1), "train_pool": len(pool_all),
+                      "val": len(base.val), "test": len(base.test), "added": None}
+            if round_ < ROUNDS:
+                pool = [f for f in pool_all if f not in labelled[strategy]]
+                if strategy == "suggested":
+                    added = suggest_next(data, probs[strategy], pool)
+                else:
+                    added = rng.choice(pool, min(PER_ROUND, len(pool)), replace=False).tolist()
+                result["added"] = [int(f) for f in added]
+                labelled[strategy] = labelled[strategy] + [int(f) for f in added]
+            record(result)
+            log(f"seed {seed} {strategy} round {round_}: {result['fields']} fields, pixel mIoU "
+                f"{result['pixel_miou']:.3f}, field mIoU {result['field_miou']:.3f} ({result['seconds']} s)")
+    for strategy in ("suggested", "random"):
+        split = SimpleNamespace(train=labelled[strategy], val=list(base.val), test=list(base.test))
+        line = {"kind": "smoothing", "seed": seed, "strategy": strategy, "none": scores(data, split, probs[strategy])}
         for name, options, parcels in (("plain", SmoothingOptions(), None),
                                        ("by_parcel", SmoothingOptions(by_parcel=True), data.field_ids)):
             began = time.perf_counter()
-            smoothed = bayesian_smooth(probs, options, parcels)
-            smoothing[name] = {**scores(data, split, smoothed), "seconds": round(time.perf_counter() - began, 2)}
-        out[f"{strategy}_final_smoothing"] = {"none": scores(data, split, probs), **smoothing}
-        log(f"seed {seed} {strategy} final, smoothing: {json.dumps(out[f'{strategy}_final_smoothing'])}")
-    return out
+            smoothed = bayesian_smooth(probs[strategy], options, parcels)
+            line[name] = {**scores(data, split, smoothed), "seconds": round(time.perf_counter() - began, 2)}
+        record(line)
+        log(f"seed {seed} {strategy} final, smoothing: {json.dumps(line)}")
 
 
-def summarise(runs: list[dict]) -> dict[str, Any]:
-    def mean(values):
-        return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+def summarise(lines: list[dict]) -> dict[str, Any]:
+    """Mean and sample std over the seeds that finished each round (their number is given)."""
+    def stats(values):
+        return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "n": len(values)}
 
+    rounds = [r for r in lines if r.get("kind") == "round"]
     summary: dict[str, Any] = {}
     for strategy in ("suggested", "random"):
-        summary[strategy] = [
-            {"round": r, "fields": mean([run[strategy][r]["fields"] for run in runs]),
-             "pixel_miou": mean([run[strategy][r]["pixel_miou"] for run in runs]),
-             "field_miou": mean([run[strategy][r]["field_miou"] for run in runs])}
-            for r in range(ROUNDS + 1)
-        ]
-        summary[f"{strategy}_smoothing"] = {
-            name: {m: mean([run[f"{strategy}_final_smoothing"][name][m] for run in runs])
-                   for m in ("pixel_miou", "field_miou")}
-            for name in ("none", "plain", "by_parcel")
-        }
-    target = summary["random"][ROUNDS]["pixel_miou"][0]
-    reached = [r for r in summary["suggested"] if r["pixel_miou"][0] >= target]
-    summary["target"] = {"random_final_pixel_miou": target,
-                         "suggested_first_round_reaching_it": reached[0]["round"] if reached else None,
-                         "added_fields_needed": reached[0]["round"] * PER_ROUND if reached else None,
-                         "added_fields_random": ROUNDS * PER_ROUND}
+        summary[strategy] = []
+        for round_ in range(ROUNDS + 1):
+            found = [r for r in rounds if r["strategy"] == strategy and r["round"] == round_]
+            if found:
+                summary[strategy].append({"round": round_, "fields": stats([r["fields"] for r in found]),
+                                          "pixel_miou": stats([r["pixel_miou"] for r in found]),
+                                          "field_miou": stats([r["field_miou"] for r in found]),
+                                          "seeds": sorted(r["seed"] for r in found)})
+        smooth = [r for r in lines if r.get("kind") == "smoothing" and r["strategy"] == strategy]
+        if smooth:
+            summary[f"{strategy}_smoothing"] = {
+                name: {m: stats([r[name][m] for r in smooth]) for m in ("pixel_miou", "field_miou")}
+                for name in ("none", "plain", "by_parcel")}
+    done_random = [r for r in summary["random"] if r["round"] == ROUNDS]
+    if done_random:
+        target = done_random[0]["pixel_miou"]["mean"]
+        reached = [r for r in summary["suggested"] if r["pixel_miou"]["mean"] >= target]
+        summary["target"] = {"random_final_pixel_miou": target,
+                             "suggested_first_round_reaching_it": reached[0]["round"] if reached else None,
+                             "added_fields_needed": reached[0]["round"] * PER_ROUND if reached else None,
+                             "added_fields_random": ROUNDS * PER_ROUND}
     return summary
 
 
@@ -206,6 +214,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=SCHEDULE.epochs, help="fine-tuning epochs per round")
     parser.add_argument("--steps", type=int, default=SCHEDULE.steps_per_epoch, help="steps per epoch")
+    parser.add_argument("--summarise", action="store_true", help="only summarise the runs already in OUT/runs.jsonl")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "labelling_loop"))
     args = parser.parse_args(argv)
@@ -216,26 +225,35 @@ def main(argv: Optional[list[str]] = None) -> int:
     SCHEDULE.epochs, SCHEDULE.steps_per_epoch = args.epochs, args.steps
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_herault(Path(args.data))
-    log(f"{len(data.dates)} dates, {data.labels.shape[1]}x{data.labels.shape[0]} px, {len(data.field_classes)} "
-        f"fields, classes {data.classes.names}, invalid {data.cloud_fraction:.0%}")
+    if args.summarise:
+        args.seeds = 0
+    data = load_herault(Path(args.data)) if args.seeds else None
+    if data is not None:
+        log(f"{len(data.dates)} dates, {data.labels.shape[1]}x{data.labels.shape[0]} px, {len(data.field_classes)} "
+            f"fields, classes {data.classes.names}, invalid {data.cloud_fraction:.0%}")
     runs_path = out / "runs.jsonl"
-    runs = [json.loads(line) for line in runs_path.read_text().splitlines()] if runs_path.exists() else []
-    done = {r["seed"] for r in runs}
+
+    def read_lines() -> list[dict]:
+        return [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()] \
+            if runs_path.exists() else []
+
+    def record(line: dict) -> None:
+        with runs_path.open("a") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+    done = {r["seed"] for r in read_lines() if r.get("kind") == "smoothing"}
     started = time.perf_counter()
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        if seed in done:
-            continue
-        record = run_seed(data, seed)
-        with runs_path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        runs.append(record)
-    summary = summarise([r for r in runs if args.first_seed <= r["seed"] < args.first_seed + args.seeds])
+        if seed not in done:
+            run_seed(data, seed, record)
+    chosen = read_lines()
+    summary = summarise(chosen)
     summary["setup"] = {"schedule": SCHEDULE.__dict__, "preset": "lite", "start_fraction": START_FRACTION,
-                        "per_round": PER_ROUND, "rounds": ROUNDS, "seeds": args.seeds, "threads": args.threads,
+                        "per_round": PER_ROUND, "rounds": ROUNDS, "seeds": sorted({r["seed"] for r in chosen}),
+                        "threads": args.threads,
                         "seconds": round(time.perf_counter() - started, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    log(f"done -> {out / 'summary.json'}: {json.dumps(summary['target'])}")
+    log(f"done -> {out / 'summary.json'}: {json.dumps(summary.get('target'))}")
     return 0
 
 

@@ -406,11 +406,13 @@ def evaluate(
     split: str = "test",
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
+    series: Optional[SeriesInput] = None,
 ) -> EvaluateOutcome:
     """Accuracy of a class map against labelled fields: confusion matrix, OA, kappa, mIoU, per-class scores, areas.
 
     With a model, ``split`` picks its ``test`` (or ``val``, ``train``) fields so that the fields it learnt from are not
-    counted; ``all`` (and no model) uses every labelled field.
+    counted; ``all`` (and no model) uses every labelled field. With ``series``, the report also shows the class time
+    series (NDVI or a band) over the model's training fields (every labelled field without a split).
     """
     from .bundle import ModelBundle
     from .data import rasterize_fields
@@ -452,6 +454,14 @@ def evaluate(
     metrics["map"] = str(map_path)
     metrics["labels"] = str(labels.path)
     map_dataset = None
+    if series is not None:
+        from .evaluation.profiles import class_profiles
+
+        train_ids = bundle.split.get("train") if bundle is not None and bundle.split else None
+        with open_series(series) as ts:
+            if (ts.grid.width, ts.grid.height, tuple(ts.grid.geotransform)) == (grid.width, grid.height,
+                                                                                 tuple(grid.geotransform)):
+                metrics["class_profiles"] = class_profiles(ts, fields, train_ids, reporter=reporter.span(0.7, 0.95))
     json_path, csv_path, html_path = write_reports(
         metrics, report_dir, title=f"CropMapper accuracy report: {Path(map_path).name}"
     )
@@ -549,7 +559,7 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
             warnings.append("The accuracy report uses every labelled field: some may have been used to train the model.")
         report = evaluate(
             predicted.map_path, labels, str(folder / "report"), model_path, split,
-            reporter.span(0.95, 1.0).report_callback(), cancelled,
+            reporter.span(0.97, 1.0).report_callback(), cancelled, series=series,
         )
     reporter.report(1.0, "Done")
     return MapCropsOutcome(model_path, predicted, report, trained, warnings, suggestions)

@@ -19,6 +19,7 @@ from ..errors import EngineError
 JSON_NAME = "metrics.json"
 CSV_NAME = "per_class.csv"
 HTML_NAME = "report.html"
+PROFILES_SVG_NAME = "class_profiles.svg"
 
 _CSV_COLUMNS = ["value", "name", "color", "precision", "recall", "f1", "iou", "support", "mapped_area_ha",
                 "adjusted_area_ha", "adjusted_area_ci95_ha"]
@@ -52,6 +53,10 @@ def write_reports(
         _write_csv(metrics, tmp)
     with atomic_output(html_path) as tmp:
         tmp.write_text(render_html(metrics, title, extra), encoding="utf-8")
+    if (metrics.get("class_profiles") or {}).get("classes"):
+        # The chart on its own too, for viewers that show SVG images but not inline SVG (the plugin's Results).
+        with atomic_output(folder / PROFILES_SVG_NAME) as tmp:
+            tmp.write_text(profiles_svg(metrics["class_profiles"]), encoding="utf-8")
     return str(json_path), str(csv_path), str(html_path)
 
 
@@ -136,6 +141,72 @@ def confusion_svg(cm: list[list[int]], names: list[str], colors: list) -> str:
     return "".join(parts)
 
 
+def profiles_svg(profiles: dict, width: int = 760, height: int = 340) -> str:
+    """Class time series as an SVG line chart: per class the median over the dates, the band between the quartiles."""
+    dates = [dt.date.fromisoformat(d) for d in profiles["dates"]]
+    classes = profiles["classes"]
+    left, right, top, bottom = 56, 220, 16, 64
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [v for c in classes for key in ("q25", "q75", "median") for v in c[key] if v is not None]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    if high - low < 1e-9:
+        low, high = low - 0.5, high + 0.5
+    pad = 0.05 * (high - low)
+    low, high = low - pad, high + pad
+    first, last = dates[0].toordinal(), max(dates[-1].toordinal(), dates[0].toordinal() + 1)
+
+    def px(date: dt.date) -> float:
+        return left + plot_w * (date.toordinal() - first) / (last - first)
+
+    def py(value: float) -> float:
+        return top + plot_h * (high - value) / (high - low)
+
+    band = html.escape(profiles.get("band", "value"))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+             f'role="img" aria-label="Class time series of {band}" font-family="sans-serif" font-size="11">',
+             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#999"/>']
+    for i in range(5):
+        value = low + (high - low) * i / 4
+        y = py(value)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e4e4e4"/>'
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.2f}</text>')
+    for date in dates:
+        x = px(date)
+        parts.append(f'<line x1="{x:.1f}" y1="{top + plot_h}" x2="{x:.1f}" y2="{top + plot_h + 4}" stroke="#666"/>'
+                     f'<text transform="translate({x + 4:.1f},{top + plot_h + 8}) rotate(60)">{date:%Y-%m-%d}</text>')
+    parts.append(f'<text transform="translate(14,{top + plot_h / 2}) rotate(-90)" text-anchor="middle">{band}</text>')
+    for n, c in enumerate(classes):
+        color = _hex(c["color"])
+        points = [(px(d), c["median"][i], c["q25"][i], c["q75"][i]) for i, d in enumerate(dates)]
+        spread = [(x, q25, q75) for x, _m, q25, q75 in points if q25 is not None and q75 is not None]
+        name = html.escape(c["name"])
+        if len(spread) > 1:
+            outline = [f"{x:.1f},{py(q75):.1f}" for x, _q25, q75 in spread]
+            outline += [f"{x:.1f},{py(q25):.1f}" for x, q25, _q75 in reversed(spread)]
+            parts.append(f'<polygon points="{" ".join(outline)}" fill="{color}" fill-opacity="0.15" stroke="none"/>')
+        line = [f"{x:.1f},{py(m):.1f}" for x, m, _a, _b in points if m is not None]
+        if line:
+            parts.append(f'<polyline points="{" ".join(line)}" fill="none" stroke="{color}" stroke-width="2">'
+                         f"<title>{name}: median {band}, band = quartiles ({c['pixels']} px)</title></polyline>")
+            parts.extend(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2.5" fill="{color}"/>' for p in line)
+        y = top + 8 + 16 * n
+        parts.append(f'<rect x="{left + plot_w + 14}" y="{y - 8}" width="12" height="10" fill="{color}" stroke="#444"/>'
+                     f'<text x="{left + plot_w + 32}" y="{y + 1}">{name}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def profiles_html(metrics: dict) -> str:
+    """The class time-series section (``metrics["class_profiles"]``); empty without profiles."""
+    profiles = metrics.get("class_profiles")
+    if not profiles or not profiles.get("classes"):
+        return ""
+    return (f"<h2>Class time series ({html.escape(profiles['band'])})</h2>"
+            f"<p>Median (line) and quartiles (band) of {html.escape(profiles['band'])} per class and date over the "
+            f"{html.escape(profiles.get('fields', 'labelled fields'))}; clouds and no data left out. Classes whose "
+            "lines run together are hard to tell apart.</p>" + profiles_svg(profiles))
+
+
 def area_html(metrics: dict) -> str:
     """The error-adjusted area table (``metrics["area_estimates"]``) with its caveat; empty without estimates."""
     table = metrics.get("area_estimates")
@@ -185,7 +256,8 @@ def render_html(metrics: dict, title: str, extra: Optional[dict] = None) -> str:
             "</tr>"
         )
     svg = confusion_svg(metrics["confusion_matrix"], [c["name"] for c in per_class], [c["color"] for c in per_class])
-    known = {"overall_accuracy", "kappa", "miou", "macro_f1", "pixels", "per_class", "confusion_matrix", "class_names"}
+    known = {"overall_accuracy", "kappa", "miou", "macro_f1", "pixels", "per_class", "confusion_matrix", "class_names",
+             "area_estimates", "class_profiles"}
     facts = {k: v for k, v in metrics.items() if k not in known and isinstance(v, (str, int, float))}
     facts.update(extra or {})
     extra_html = ""
@@ -216,6 +288,7 @@ th {{ background: #f3f3f3; }} td:nth-child(3), .facts td, .facts th {{ text-alig
 {area_html(metrics)}
 <h2>Confusion matrix</h2>
 {svg}
+{profiles_html(metrics)}
 {extra_html}
 </body></html>
 """

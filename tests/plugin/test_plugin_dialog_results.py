@@ -28,6 +28,9 @@ def test_uncertainty_suggestions_and_export(dialog, tmp_path, wait_for):  # noqa
     assert outcome.suggestions is not None and outcome.suggestions.candidates <= 4
     assert isinstance(layers["Fields to label next"].renderer(), QgsGraduatedSymbolRenderer)
     assert "Label these next" in dialog.results_view.toPlainText()
+    assert "Class time series (NDVI)" in dialog.results_view.toPlainText()
+    chart = tmp_path / "out" / "run1" / "report" / "class_profiles.svg"
+    assert chart.is_file() and chart.as_uri() in dialog.results_view.toHtml()
     assert dialog.export_button.isEnabled()
     pdf, png = export_map.export_results(str(tmp_path / "printed.pdf"), dialog.export_state["class_map"],
                                          dialog.export_state["title"], dialog.export_state["fields"],
