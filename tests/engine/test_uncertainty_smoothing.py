@@ -112,3 +112,20 @@ def test_raster_writes_uncertainty_and_smooths(tmp_path):
     assert np.array_equal(labels > 0, probs.max(0) > 0)
     assert gdal.Open(by_parcel.map_path).ReadAsArray().shape == (H, W)
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_cli_predict_uncertainty_and_smoothing(tmp_path, capsys):
+    from engine.cli import main
+
+    scene = write_scene(tmp_path)
+    model = tmp_path / "m.cropmodel"
+    make_bundle().save(model)
+    args = ["predict", "--model", str(model), "--images", *scene, "--device", "cpu", "--tile", "16", "--overlap", "4"]
+    assert main([*args, "--out", str(tmp_path / "a.tif"), "--uncertainty", str(tmp_path / "u.tif"), "--smooth",
+                 "--smooth-window", "5", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "Uncertainty written to" in out and gdal.Open(str(tmp_path / "u.tif")) is not None
+    assert main([*args, "--out", str(tmp_path / "b.tif"), "--smooth", "--smooth-window", "4"]) == 1
+    assert "odd number" in capsys.readouterr().err and not (tmp_path / "b.tif").exists()
+    assert main([*args, "--out", str(tmp_path / "c.tif"), "--smooth-by-parcel"]) == 1
+    assert "--smooth" in capsys.readouterr().err
