@@ -57,6 +57,7 @@ from qgis.PyQt.QtWidgets import (
 from ..engine import pipeline
 from ..engine.errors import EngineError
 from . import layers as layer_tools
+from . import results_extras
 from .tasks import EngineTask, StagedFolder, Status, TaskResult
 
 LOG_TAG = "CropMapper"
@@ -753,7 +754,8 @@ class MapCropsDialog(QDialog):
         report = outcome.report if is_map_crops else None
         warnings = outcome.warnings if is_map_crops else []
         self.results_view.setHtml(results_html(staged.final, model, report, warnings, staged.final_path)
-                                  + suggestions_hint(suggestions) + profiles_image(report, staged.final_path))
+                                  + results_extras.suggestions_hint(suggestions)
+                                  + results_extras.profiles_image(report, staged.final_path))
         self._keep_export_state(staged, model, report)
         self.tabs.setCurrentWidget(self.results_page)
         self.progress.setValue(100)
@@ -862,29 +864,6 @@ def _double(low: float, high: float, value: float, step: float) -> QDoubleSpinBo
 
 def _fmt(value) -> str:
     return "–" if value is None else f"{value:.3f}"
-
-
-def suggestions_hint(suggestions) -> str:
-    """The Results' one line about the fields to label next (empty without suggestions)."""
-    if not suggestions or not suggestions.suggestions:
-        return ""
-    return (f"<p><b>Label these next:</b> {len(suggestions.suggestions)} of your {suggestions.candidates} unlabelled "
-            "fields, where the model is least sure (layer <i>Fields to label next</i>, rank 1 first). Give them a "
-            "class and run again.</p>")
-
-
-def profiles_image(report, final_path=lambda p: p) -> str:
-    """The class time-series chart of the report (an SVG file beside it), or nothing."""
-    from ..engine.evaluation.report import PROFILES_SVG_NAME
-
-    if report is None:
-        return ""
-    chart = Path(final_path(report.html_path)).with_name(PROFILES_SVG_NAME)
-    if not chart.exists():
-        return ""
-    band = html.escape(str((report.metrics.get("class_profiles") or {}).get("band", "")))
-    return (f"<p><b>Class time series ({band})</b>: median and quartiles per date over the training fields; "
-            f"crops whose lines run together are the ones the map confuses.</p><img src='{chart.as_uri()}'>")
 
 
 def results_html(folder: Path, model: str, report, warnings: list[str], final_path=lambda p: p) -> str:
