@@ -205,6 +205,31 @@ def summarise(lines: list[dict]) -> dict[str, Any]:
     return summary
 
 
+def markdown(summary: dict[str, Any]) -> str:
+    """The tables of docs/BENCHMARKS.md: mIoU per round for both loops, and the smoothing of the final maps."""
+    def cell(stat):
+        return f"{stat['mean']:.3f} +- {stat['std']:.3f} (n={stat['n']})"
+
+    lines = ["| round | fields (mean) | suggested: pixel mIoU | random: pixel mIoU | suggested: field mIoU | "
+             "random: field mIoU |", "|---|---|---|---|---|---|"]
+    by_round = {s: {r["round"]: r for r in summary[s]} for s in ("suggested", "random")}
+    for round_ in range(ROUNDS + 1):
+        sug, ran = by_round["suggested"].get(round_), by_round["random"].get(round_)
+        if sug is None and ran is None:
+            continue
+        fields = (sug or ran)["fields"]["mean"]
+        lines.append(f"| {round_} | {fields:.1f} | {cell(sug['pixel_miou']) if sug else '-'} | "
+                     f"{cell(ran['pixel_miou']) if ran else '-'} | {cell(sug['field_miou']) if sug else '-'} | "
+                     f"{cell(ran['field_miou']) if ran else '-'} |")
+    for strategy in ("suggested", "random"):
+        smooth = summary.get(f"{strategy}_smoothing")
+        if smooth:
+            lines += ["", f"Final maps of the {strategy} loop:", "", "| smoothing | pixel mIoU | field mIoU |",
+                      "|---|---|---|"]
+            lines += [f"| {name} | {cell(v['pixel_miou'])} | {cell(v['field_miou'])} |" for name, v in smooth.items()]
+    return "\n".join(lines)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     import torch
 
@@ -254,6 +279,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "seconds": round(time.perf_counter() - started, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     log(f"done -> {out / 'summary.json'}: {json.dumps(summary.get('target'))}")
+    print(markdown(summary))
     return 0
 
 
