@@ -1,4 +1,6 @@
-"""``cropmapper:classify`` with the uncertainty output and the Bayesian smoothing (within the field polygons)."""
+"""``cropmapper:classify`` with the uncertainty output and the Bayesian smoothing (within the field polygons).
+
+Named to sort after test_plugin_load, which registers the provider itself and must run before the session's."""
 
 from __future__ import annotations
 
