@@ -19,6 +19,7 @@ from typing import Callable, Optional, Sequence
 
 from . import pipeline, search_cli
 from .errors import CancelledError, EngineError, cancelled_message
+from .suggest import DEFAULT_COUNT
 
 EXAMPLES = {
     "pretrain": "python -m engine pretrain --images s2/*.tif --cloud-masks clm/*.tif --preset lite --epochs 10 --out pre.cropmodel",
@@ -28,6 +29,8 @@ EXAMPLES = {
     "--fields parcels.gpkg --fields-out parcels_crops.gpkg",
     "evaluate": "python -m engine evaluate --map map.tif --labels fields.gpkg --class-field crop --model crops.cropmodel "
     "--split test --report report/",
+    "suggest": "python -m engine suggest --model crops.cropmodel --images s2/*.tif --parcels parcels.gpkg "
+    "--unlabelled-field crop --count 20 --out suggested.gpkg",
     "demo": "python -m engine demo --out demo_out",
     "search": search_cli.EXAMPLE,
     "info": "python -m engine info crops.cropmodel   |   python -m engine info --preset paper --bands 10 --classes 20 --json",
@@ -110,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fields-layer", default=None, help="layer name inside --fields (e.g. in a GeoPackage)")
     p.add_argument("--fields-out", default=None, help="GeoPackage to write with the class of each polygon")
     p.add_argument("--extent", default=None, help="polygon layer: map only inside it")
+    p.add_argument("--uncertainty", default=None, help="uncertainty GeoTIFF to write (normalised entropy, 0 sure .. 1 uniform)")
+    _smoothing_arguments(p)
     _run_arguments(p)
 
     p = command("evaluate", "Accuracy of a map against labelled fields; writes JSON, CSV and HTML reports.")
@@ -118,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="the model that made the map: its classes and field split are used")
     p.add_argument("--split", choices=["test", "val", "train", "all"], default="test")
     p.add_argument("--report", required=True, help="folder to write the reports into")
+
+    p = command("suggest", "Rank parcels (or segments of the map) by uncertainty: the fields to label next.")
+    p.add_argument("--model", required=True, help="trained model (.cropmodel)")
+    _series_arguments(p)
+    p.add_argument("--parcels", default=None, help="polygon layer of candidate parcels (default: segments of the map)")
+    p.add_argument("--parcels-layer", default=None, help="layer name inside --parcels")
+    p.add_argument("--unlabelled-field", default=None,
+                   help="class field of --parcels: only parcels where it is empty are candidates")
+    p.add_argument("--exclude", default=None, help="polygon layer of fields already labelled: never suggested")
+    p.add_argument("--exclude-layer", default=None, help="layer name inside --exclude")
+    p.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"how many fields to suggest (default {DEFAULT_COUNT})")
+    p.add_argument("--out", required=True, help="GeoPackage to write (layer suggested_fields)")
+    _run_arguments(p)
 
     p = command("demo", "Synthetic scene -> pretrain -> train -> predict -> evaluate with the lite preset.")
     p.add_argument("--out", default="demo_out", help="folder for the scene and results (default demo_out)")
@@ -176,6 +194,29 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     g.add_argument("--resume", action="store_true", help="continue a stopped run from its checkpoint")
+
+
+def _smoothing_arguments(p: argparse.ArgumentParser) -> None:
+    from .smoothing_options import SmoothingOptions as S
+
+    g = p.add_argument_group("smoothing (Bayesian, as in sits; off unless --smooth)")
+    g.add_argument("--smooth", action="store_true", help="smooth the class probabilities spatially before the argmax")
+    g.add_argument("--smooth-window", type=int, default=S.window, help=S.describe("window"))
+    g.add_argument("--smoothness", type=float, default=S.smoothness, help=S.describe("smoothness"))
+    g.add_argument("--smooth-neigh-fraction", type=float, default=S.neigh_fraction, help=S.describe("neigh_fraction"))
+    g.add_argument("--smooth-by-parcel", action="store_true", help=S.describe("by_parcel") + "; needs --fields")
+
+
+def _smoothing(args):
+    """The smoothing options of the command line (None when --smooth is not given), checked."""
+    from .smoothing_options import SmoothingOptions
+
+    if not args.smooth:
+        if args.smooth_by_parcel:
+            raise EngineError("--smooth-by-parcel belongs to the smoothing: add --smooth.")
+        return None
+    return SmoothingOptions(window=args.smooth_window, smoothness=args.smoothness,
+                            neigh_fraction=args.smooth_neigh_fraction, by_parcel=args.smooth_by_parcel).validate()
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -344,23 +385,24 @@ def run_train(args, progress) -> dict:
 
 
 def run_predict(args, progress) -> dict:
-    options = pipeline.PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device)
+    options = pipeline.PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device,
+                                      smoothing=_smoothing(args))
     outcome = pipeline.predict(
         args.model, _series(args), args.out, out_confidence=args.confidence, out_probabilities=args.probabilities,
         fields=args.fields, fields_layer=args.fields_layer, fields_out=args.fields_out, options=options,
-        extent=args.extent, progress=progress,
+        extent=args.extent, progress=progress, out_uncertainty=args.uncertainty,
     )
     _print_warnings(outcome.warnings)
     print(f"Class map written to {outcome.map_path}")
-    for label, path in (("Confidence", outcome.confidence_path), ("Probabilities", outcome.probabilities_path),
-                        ("Field-level results", outcome.fields_path)):
+    for label, path in (("Confidence", outcome.confidence_path), ("Uncertainty", outcome.uncertainty_path),
+                        ("Probabilities", outcome.probabilities_path), ("Field-level results", outcome.fields_path)):
         if path:
             print(f"{label} written to {path}")
     rate = outcome.pixels / outcome.seconds if outcome.seconds > 0 else 0.0
     print(f"{outcome.pixels} pixels in {outcome.seconds:.1f} s ({rate:,.0f} px/s)")
     return {"map": outcome.map_path, "confidence": outcome.confidence_path, "probabilities": outcome.probabilities_path,
             "fields": outcome.fields_path, "pixels": outcome.pixels, "seconds": outcome.seconds,
-            "warnings": outcome.warnings}
+            "warnings": outcome.warnings, "uncertainty": outcome.uncertainty_path}
 
 
 def _print_warnings(warnings: Sequence[str]) -> None:
@@ -392,6 +434,24 @@ def _score(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def run_suggest(args, progress) -> dict:
+    from .suggest import suggest_fields
+
+    options = pipeline.PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, device=args.device)
+    outcome = suggest_fields(
+        args.model, _series(args), args.out, parcels=args.parcels, parcels_layer=args.parcels_layer,
+        unlabelled_field=args.unlabelled_field, exclude=args.exclude, exclude_layer=args.exclude_layer,
+        count=args.count, options=options, progress=progress,
+    )
+    print(f"{len(outcome.suggestions)} of {outcome.candidates} candidates to label next, written to "
+          f"{outcome.path} (layer {outcome.layer}):")
+    for row in outcome.suggestions:
+        print(f"{row['rank']:>4}  fid {row['source_fid']:<8} {row['crop_class'][:23]:<24} p {row['crop_prob']:.2f}  "
+              f"uncertainty {row['uncertainty']:.2f}  {row['area_ha']:.2f} ha")
+    return {"path": outcome.path, "layer": outcome.layer, "suggestions": outcome.suggestions,
+            "candidates": outcome.candidates, "seconds": outcome.seconds}
+
+
 def run_demo(args, progress) -> dict:
     from .demo import run_demo as demo
 
@@ -416,6 +476,7 @@ COMMANDS: dict[str, Callable] = {
     "train": run_train,
     "predict": run_predict,
     "evaluate": run_evaluate,
+    "suggest": run_suggest,
     "demo": run_demo,
     "info": run_info,
     "search": search_cli.run_search,

@@ -11,7 +11,7 @@ import datetime as dt
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from .errors import EngineError
 from .option_checks import check_classes, check_training_options
 from .outputs import guard_run
 from .progress import CancelledCallback, ProgressCallback, as_reporter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .smoothing_options import SmoothingOptions
 
 Color = tuple[int, int, int]
 
@@ -95,6 +98,7 @@ class PredictOptions:
     overlap: int = 8
     batch_size: int = 16
     device: str = "auto"
+    smoothing: Optional["SmoothingOptions"] = None  # Bayesian smoothing before the argmax (None: off)
 
 
 @dataclass
@@ -127,6 +131,7 @@ class PredictOutcome:
     pixels: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    uncertainty_path: Optional[str] = None
 
 
 @dataclass
@@ -145,6 +150,7 @@ class MapCropsOutcome:
     train: Optional[TrainOutcome]
     warnings: list[str] = field(default_factory=list)
     time_budget_note: Optional[str] = None  # what a time budget made pre-training and training do
+    suggestions: Optional[object] = None  # engine.suggest.SuggestOutcome: unlabelled polygons to label next
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -372,17 +378,21 @@ def predict(
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
     field_splits: Optional[dict[int, str]] = None,
+    out_uncertainty: Optional[str] = None,
 ) -> PredictOutcome:
     """Maps the crops over the whole series tile by tile; writes the class map and the optional outputs.
 
-    ``field_splits`` (feature id -> train / val / test) adds a ``crop_split`` column to the field-level output."""
+    ``field_splits`` (feature id -> train / val / test) adds a ``crop_split`` column to the field-level output.
+    ``out_uncertainty``: normalised entropy of the class probabilities. Smoothing within parcels (``options.smoothing``
+    with ``by_parcel``) uses the ``fields`` layer.
+    """
     from .inference import field_results, predict_raster
 
     started = time.perf_counter()
     reporter = as_reporter(progress, cancelled)
     if fields_out and not fields:
         raise EngineError("A field-level output was asked for without a polygon layer: give the fields (parcels) layer too.")
-    for path in (out_map, out_confidence, out_probabilities, fields_out):
+    for path in (out_map, out_confidence, out_probabilities, fields_out, out_uncertainty):
         if path:
             check_writable(path)
     bundle = _load_classifier(model_path)
@@ -405,6 +415,10 @@ def predict(
             progress=reporter.span(0.0, 0.95 if fields_out else 1.0).report_callback(),
             cancelled=cancelled,
             staging=staged,
+            out_uncertainty=out_uncertainty,
+            smoothing=options.smoothing,
+            parcel_vector=fields,
+            parcel_layer=fields_layer,
         )
         fields_path = None
         if fields_out and _is_main_process():
@@ -422,6 +436,7 @@ def predict(
         int(result.pixels),
         time.perf_counter() - started,
         warnings,
+        uncertainty_path=str(out_uncertainty) if out_uncertainty else None,
     )
 
 
@@ -435,16 +450,19 @@ def evaluate(
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
     map_name: Optional[str] = None,
+    series: Optional[SeriesInput] = None,
 ) -> EvaluateOutcome:
     """Accuracy of a class map against labelled fields: confusion matrix, OA, kappa, mIoU, per-class scores, areas.
 
     With a model, ``split`` picks its ``test`` (or ``val``, ``train``) fields so that the fields it learnt from are not
     counted; ``all`` (and no model) uses every labelled field. ``map_name``: how the report names the map (its
-    final path when it is staged; default ``map_path``).
+    final path when it is staged; default ``map_path``). With ``series``, the report also shows the class time
+    series (NDVI or a band) over the model's training fields (every labelled field without a split).
     """
     from .bundle import ModelBundle
     from .data import rasterize_fields
     from .evaluation import confusion_matrix, metrics_from_confusion, write_reports
+    from .evaluation.area import add_area_estimates
     from .mapfile import class_table_from_map, map_histogram, open_map
 
     reporter = as_reporter(progress, cancelled)
@@ -479,11 +497,20 @@ def evaluate(
     used_fields = [fid for fid in fields.field_classes if kept is None or fid in kept]
     for row in metrics["per_class"]:
         row["fields"] = sum(1 for fid in used_fields if fields.field_classes[fid] == row["value"])
+    add_area_estimates(metrics, cm, counts[1:], grid.pixel_area_m2)
     metrics["split"] = split
     metrics["unmapped_reference_pixels"] = int((use & ~mapped).sum())
     metrics["map"] = str(map_name or map_path)
     metrics["labels"] = str(labels.path)
     map_dataset = None
+    if series is not None:
+        from .evaluation.profiles import class_profiles
+
+        train_ids = bundle.split.get("train") if bundle is not None and bundle.split else None
+        with open_series(series) as ts:
+            if (ts.grid.width, ts.grid.height, tuple(ts.grid.geotransform)) == (grid.width, grid.height,
+                                                                                 tuple(grid.geotransform)):
+                metrics["class_profiles"] = class_profiles(ts, fields, train_ids, reporter=reporter.span(0.7, 0.95))
     json_path, csv_path, html_path = write_reports(
         metrics, report_dir, title=f"CropMapper accuracy report: {Path(map_path).name}"
     )
@@ -510,8 +537,9 @@ def map_crops(
 
     Writes into ``out_dir``: ``model.cropmodel`` (and ``pretrained.cropmodel``), ``crop_map.tif``,
     ``confidence.tif``, ``fields.gpkg`` and ``report/`` (and ``probabilities.tif``, one band per class, when
-    ``outputs`` names ``probabilities``). ``final_dir``: where the caller moves these files after the
-    run (``out_dir`` is then a staging folder); the report and the model's provenance name the paths there.
+    ``outputs`` names ``probabilities``; ``uncertainty.tif`` with ``"uncertainty"``; ``suggested_fields.gpkg`` with
+    ``"suggestions"``, when the polygons include unlabelled ones). ``final_dir``: where the caller moves these files
+    after the run (``out_dir`` is then a staging folder); the report and the model's provenance name the paths there.
     ``time_budget_minutes`` bounds pre-training plus training (``PRETRAIN_BUDGET_SHARE``); what training chose is
     in ``train.schedule``.
     """
@@ -610,7 +638,15 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
         progress=reporter.span(predict_from, 0.95).report_callback(),
         cancelled=cancelled,
         field_splits=trained.field_splits if trained is not None else None,
+        out_uncertainty=str(folder / "uncertainty.tif") if "uncertainty" in outputs else None,
     )
+    suggestions = None
+    if "suggestions" in outputs:
+        from .suggest import suggest_unlabelled
+
+        suggestions = suggest_unlabelled(model_path, series, labels, str(folder / "suggested_fields.gpkg"),
+                                         predict_options, progress=reporter.span(0.95, 0.97).report_callback(),
+                                         cancelled=cancelled)
     report = None
     if "report" in outputs:
         split = "test" if trained is not None else "all"
@@ -618,10 +654,12 @@ def _map_crops(series, labels, folder, train_options, pretrain_options, predict_
             warnings.append("The accuracy report uses every labelled field: some may have been used to train the model.")
         report = evaluate(
             predicted.map_path, labels, str(folder / "report"), model_path, split,
-            reporter.span(0.95, 1.0).report_callback(), cancelled, map_name=final_name(predicted.map_path),
+            reporter.span(0.97, 1.0).report_callback(), cancelled, map_name=final_name(predicted.map_path),
+            series=series,
         )
     reporter.report(1.0, "Done")
-    return MapCropsOutcome(model_path, predicted, report, trained, warnings, " ".join(n for n in notes if n) or None)
+    return MapCropsOutcome(model_path, predicted, report, trained, warnings, " ".join(n for n in notes if n) or None,
+                           suggestions)
 
 
 # --------------------------------------------------------------------------------------------------------------

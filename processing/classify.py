@@ -21,6 +21,7 @@ class ClassifyAlgorithm(CropMapperAlgorithm):
     AREA = "AREA"
     OUTPUT = "OUTPUT"
     OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
+    OUTPUT_UNCERTAINTY = "OUTPUT_UNCERTAINTY"
     OUTPUT_PROBABILITIES = "OUTPUT_PROBABILITIES"
     OUTPUT_FIELDS = "OUTPUT_FIELDS"
 
@@ -51,12 +52,16 @@ class ClassifyAlgorithm(CropMapperAlgorithm):
             self.AREA, "Area to map", [QgsProcessing.TypeVectorPolygon], optional=True),
             "Polygons of the area of interest: pixels outside are left as no data and tiles wholly outside skipped.")
         params.add_predict_parameters(self)
+        params.add_smoothing_parameters(self)
         params.add_device_parameter(self)
         params.add(self, QgsProcessingParameterRasterDestination(self.OUTPUT, "Crop map"),
                    "GeoTIFF of class values 1..K (0 = no data), styled with the model's class names and colours.")
         params.add(self, QgsProcessingParameterRasterDestination(
             self.OUTPUT_CONFIDENCE, "Confidence", optional=True, createByDefault=True),
             "Probability of the winning class per pixel (0..1).")
+        params.add(self, QgsProcessingParameterRasterDestination(
+            self.OUTPUT_UNCERTAINTY, "Uncertainty", optional=True, createByDefault=False),
+            "Normalised entropy of the class probabilities per pixel: 0 = sure, 1 = every class equally likely.")
         params.add(self, QgsProcessingParameterRasterDestination(
             self.OUTPUT_PROBABILITIES, "Class probabilities (one band per class)", optional=True,
             createByDefault=False), "One band per class with its probability.")
@@ -71,6 +76,7 @@ class ClassifyAlgorithm(CropMapperAlgorithm):
         options = params.predict_options(self, parameters, context)
         out_map = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         out_confidence = self.parameterAsOutputLayer(parameters, self.OUTPUT_CONFIDENCE, context) or None
+        out_uncertainty = self.parameterAsOutputLayer(parameters, self.OUTPUT_UNCERTAINTY, context) or None
         out_probabilities = self.parameterAsOutputLayer(parameters, self.OUTPUT_PROBABILITIES, context) or None
         fields, fields_layer, fields_out = None, None, None
         if parameters.get(self.FIELDS):
@@ -87,7 +93,7 @@ class ClassifyAlgorithm(CropMapperAlgorithm):
             lambda: pipeline.predict(
                 model, series, out_map, out_confidence=out_confidence, out_probabilities=out_probabilities,
                 fields=fields, fields_layer=fields_layer or None, fields_out=fields_out, options=options,
-                extent=area, progress=progress, cancelled=cancelled,
+                extent=area, progress=progress, cancelled=cancelled, out_uncertainty=out_uncertainty,
             ),
             feedback,
         )
@@ -97,6 +103,7 @@ class ClassifyAlgorithm(CropMapperAlgorithm):
         return {
             self.OUTPUT: outcome.map_path,
             self.OUTPUT_CONFIDENCE: outcome.confidence_path,
+            self.OUTPUT_UNCERTAINTY: outcome.uncertainty_path,
             self.OUTPUT_PROBABILITIES: outcome.probabilities_path,
             self.OUTPUT_FIELDS: outcome.fields_path,
         }

@@ -336,6 +336,51 @@ def add_predict_parameters(alg: QgsProcessingAlgorithm) -> None:
          "Tiles per forward pass; lower it when memory runs out.")
 
 
+SMOOTH = "SMOOTH"
+SMOOTH_WINDOW = "SMOOTH_WINDOW"
+SMOOTHNESS = "SMOOTHNESS"
+SMOOTH_NEIGH_FRACTION = "SMOOTH_NEIGH_FRACTION"
+SMOOTH_BY_PARCEL = "SMOOTH_BY_PARCEL"
+
+
+def add_smoothing_parameters(alg: QgsProcessingAlgorithm) -> None:
+    """Bayesian smoothing before the argmax (off by default); defaults, bounds and help from the engine."""
+    from ..engine.smoothing_options import SmoothingOptions as S
+
+    add(alg, QgsProcessingParameterBoolean(SMOOTH, "Smooth the probabilities (Bayesian, as in sits)",
+                                           defaultValue=False),
+        "Pulls each pixel's class probabilities towards its neighbourhood before the class is chosen, removing "
+        "isolated misclassified pixels while keeping field edges.")
+    for name, key, kind in ((SMOOTH_WINDOW, "window", QgsProcessingParameterNumber.Integer),
+                            (SMOOTHNESS, "smoothness", QgsProcessingParameterNumber.Double),
+                            (SMOOTH_NEIGH_FRACTION, "neigh_fraction", QgsProcessingParameterNumber.Double)):
+        low, high = S.BOUNDS[key]
+        add(alg, _advanced(QgsProcessingParameterNumber(name, f"Smoothing: {key.replace('_', ' ')}", kind,
+                                                         defaultValue=getattr(S, key), minValue=low, maxValue=high)),
+            S.describe(key))
+    add(alg, _advanced(QgsProcessingParameterBoolean(SMOOTH_BY_PARCEL, "Smoothing: within each field polygon",
+                                                     defaultValue=False)), S.describe("by_parcel"))
+
+
+def smoothing_options(alg, parameters: dict, context: QgsProcessingContext):
+    """The engine's ``SmoothingOptions`` (None when smoothing is off), checked."""
+    from ..engine.errors import EngineError
+    from ..engine.smoothing_options import SmoothingOptions
+
+    if not alg.parameterAsBool(parameters, SMOOTH, context):
+        return None
+    options = SmoothingOptions(
+        window=alg.parameterAsInt(parameters, SMOOTH_WINDOW, context),
+        smoothness=alg.parameterAsDouble(parameters, SMOOTHNESS, context),
+        neigh_fraction=alg.parameterAsDouble(parameters, SMOOTH_NEIGH_FRACTION, context),
+        by_parcel=alg.parameterAsBool(parameters, SMOOTH_BY_PARCEL, context),
+    )
+    try:
+        return options.validate()
+    except EngineError as exc:
+        raise QgsProcessingException(str(exc)) from None
+
+
 def predict_options(alg, parameters: dict, context: QgsProcessingContext):
     from ..engine.pipeline import PredictOptions
 
@@ -346,4 +391,5 @@ def predict_options(alg, parameters: dict, context: QgsProcessingContext):
     return PredictOptions(
         tile=tile, overlap=overlap, batch_size=alg.parameterAsInt(parameters, PREDICT_BATCH, context),
         device=alg.parameterAsString(parameters, DEVICE, context) or "auto",
+        smoothing=smoothing_options(alg, parameters, context) if alg.parameterDefinition(SMOOTH) else None,
     )

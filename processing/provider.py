@@ -8,13 +8,15 @@ from qgis.PyQt.QtGui import QIcon
 from .base import ICON_PATH
 from .classify import ClassifyAlgorithm
 from .evaluate import EvaluateAlgorithm
+from .exportmap import ExportMapAlgorithm
 from .mapcrops import MapCropsAlgorithm
 from .pretrain import PretrainAlgorithm
 from .search import SearchAlgorithm
+from .suggest import SuggestAlgorithm
 from .train import TrainAlgorithm
 
 ALGORITHMS = (PretrainAlgorithm, TrainAlgorithm, ClassifyAlgorithm, EvaluateAlgorithm, MapCropsAlgorithm,
-              SearchAlgorithm)
+              SearchAlgorithm, SuggestAlgorithm, ExportMapAlgorithm)
 
 
 class CropMapperProvider(QgsProcessingProvider):

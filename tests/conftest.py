@@ -24,8 +24,9 @@ if str(REPO) not in sys.path:
 _QGIS_PLUGINS = Path(sys.base_prefix) / "share" / "qgis" / "python" / "plugins"
 if _QGIS_PLUGINS.is_dir():
     sys.path.insert(0, str(_QGIS_PLUGINS))
-    # Imported now, while it comes first: importing a test module puts the repository root back in front.
-    import processing  # noqa: E402,F401
+    # Imported now: when pytest imports the repository's own __init__.py (it is a package) it puts the repository
+    # root first on sys.path, and QGIS's ``processing`` imported later (by pytest-qgis) would be the repository's.
+    import processing  # noqa: E402, F401
 
 
 def _link_plugin() -> None:

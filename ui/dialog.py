@@ -58,7 +58,7 @@ from ..engine import pipeline
 from ..engine.errors import EngineError
 from ..processing import params
 from . import layers as layer_tools
-from . import search_dialog, sentinel2_products
+from . import results_extras, search_dialog, sentinel2_products
 from .eta import estimate_text
 from .help_texts import guide_path, processing_help
 from .tasks import EngineTask, StagedFolder, Status, TaskResult
@@ -69,6 +69,9 @@ ICON_PATH = str(Path(__file__).resolve().parent.parent / "resources" / "icon.svg
 LAYOUTS = list(zip(params.LAYOUTS, params.LAYOUT_NAMES))
 MASK_MODES = [("none", "No cloud masks"), ("cloud", "Cloud masks (non-zero = cloud)"), ("scl", "Sentinel-2 SCL layers")]
 COL_IMAGE, COL_DATE, COL_BANDS, COL_MASK = range(4)
+
+
+OUTPUTS_OFF_BY_DEFAULT = ("uncertainty", "suggestions", "probabilities")
 
 
 class MapCropsDialog(QDialog):
@@ -291,13 +294,16 @@ class MapCropsDialog(QDialog):
         outputs = QGroupBox("Outputs")
         row = QHBoxLayout(outputs)
         self.output_checks = {}
-        for key, label in (("map", "Crop map"), ("confidence", "Confidence"), ("fields", "Field-level vector"),
-                           ("report", "Accuracy report"), ("probabilities", "Class probabilities")):
+        for key, label in (("map", "Crop map"), ("confidence", "Confidence"), ("uncertainty", "Uncertainty"),
+                           ("fields", "Field-level vector"), ("report", "Accuracy report"),
+                           ("probabilities", "Class probabilities"), ("suggestions", "Fields to label next")):
             check = QCheckBox(label)
             check.setChecked(key != "probabilities")  # one band per class: K times the map's size
             self.output_checks[key] = check
             row.addWidget(check)
         self.output_checks["map"].setEnabled(False)
+        for key in OUTPUTS_OFF_BY_DEFAULT:
+            self.output_checks[key].setChecked(False)
         layout.addWidget(outputs)
         layout.addStretch(1)
         return tab
@@ -306,7 +312,31 @@ class MapCropsDialog(QDialog):
         self.results_view = QTextBrowser()
         self.results_view.setOpenExternalLinks(True)
         self.results_view.setHtml("<p>No results yet.</p>")
-        return self.results_view
+        self.results_page = QWidget()
+        page = QVBoxLayout(self.results_page)
+        page.setContentsMargins(0, 0, 0, 0)
+        page.addWidget(self.results_view, 1)
+        self.export_button = QPushButton("Export map…")
+        self.export_button.setToolTip("A PDF and a PNG of the map from a print layout kept in the project.")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self.export_map)
+        self.export_state: Optional[dict] = None
+        page.addWidget(self.export_button, 0, Qt.AlignRight)
+        return self.results_page
+
+    def export_map(self) -> None:
+        """Exports the last result as a printable map (ui.export_map), saying where it went or what failed."""
+        from . import export_map
+
+        if self.export_state is None:
+            return
+        try:
+            written = export_map.ask_and_export(self, self.export_state)
+        except EngineError as exc:
+            self._say(str(exc), Qgis.Critical)
+            return
+        if written:
+            self._say(f"Map exported to {written[0]} and {written[1]}; the layout is in the project.", Qgis.Success)
 
     def _fill_devices(self) -> None:
         self.device_combo.addItem("auto (GPU when available)", "auto")
@@ -810,6 +840,7 @@ class MapCropsDialog(QDialog):
                         out_confidence=str(partial / "confidence.tif") if "confidence" in outputs else None,
                         out_probabilities=str(partial / "probabilities.tif") if "probabilities" in outputs else None,
                         options=predict_options, progress=progress, cancelled=cancelled,
+                        out_uncertainty=str(partial / "uncertainty.tif") if "uncertainty" in outputs else None,
                     )
                 else:
                     outcome = pipeline.map_crops(
@@ -873,16 +904,22 @@ class MapCropsDialog(QDialog):
         model = outcome.model_path if is_map_crops else self.existing_model.filePath()
         model = staged.final_path(model)
         classes = pipeline.read_model_classes(model)
+        suggestions = outcome.suggestions if is_map_crops else None
         group, self.result_layers = layer_tools.add_results(
             staged.final.name, classes, staged.final_path(predicted.map_path),
             staged.final_path(predicted.confidence_path), staged.final_path(predicted.fields_path),
             probabilities_path=staged.final_path(predicted.probabilities_path),
+            uncertainty_path=staged.final_path(predicted.uncertainty_path),
+            suggestions_path=staged.final_path(suggestions.path) if suggestions else None,
         )
         report = outcome.report if is_map_crops else None
         warnings = outcome.warnings if is_map_crops else []
         split = outcome.train.split if is_map_crops and outcome.train is not None else None
-        self.results_view.setHtml(results_html(staged.final, model, report, warnings, staged.final_path, split))
-        self.tabs.setCurrentWidget(self.results_view)
+        self.results_view.setHtml(results_html(staged.final, model, report, warnings, staged.final_path, split)
+                                  + results_extras.suggestions_hint(suggestions)
+                                  + results_extras.profiles_image(report, staged.final_path))
+        self._keep_export_state(staged, model, report)
+        self.tabs.setCurrentWidget(self.results_page)
         self.progress.setValue(100)
         text = f"Done: results in '{staged.final}', added to the project as group '{group.name()}'."
         if report is not None:
@@ -893,6 +930,18 @@ class MapCropsDialog(QDialog):
             text += " " + outcome.time_budget_note
         self.status.setText(text)
         self._say(text, Qgis.Success)
+
+    def _keep_export_state(self, staged, model: str, report) -> None:
+        """What *Export map…* needs of the result just loaded."""
+        by_name = {layer.name(): layer for layer in self.result_layers}
+        run = staged.final.name
+        self.export_state = {
+            "folder": str(staged.final), "class_map": by_name.get(layer_tools.result_layer_name("map", run)),
+            "fields": by_name.get(layer_tools.result_layer_name("fields", run)),
+            "report_json": staged.final_path(report.json_path) if report is not None else None, "model": model,
+            "title": f"Crop map: {staged.final.name}",
+        }
+        self.export_button.setEnabled(self.export_state["class_map"] is not None)
 
     def _show_problems(self, problems: list[str]) -> None:
         self.showing_problems = True
@@ -1058,7 +1107,7 @@ class MapCropsDialog(QDialog):
         (self.existing_radio if get("use_existing", False, bool) else self.train_radio).setChecked(True)
         for key, check in self.output_checks.items():
             if key != "map":
-                check.setChecked(get(f"output_{key}", key != "probabilities", bool))
+                check.setChecked(get(f"output_{key}", key not in OUTPUTS_OFF_BY_DEFAULT, bool))
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.save_settings()

@@ -168,7 +168,8 @@ def extent_in(layer: QgsMapLayer, crs: QgsCoordinateReferenceSystem) -> Optional
 
 
 RESULT_NAMES = {"map": "Crop map", "confidence": "Confidence", "fields": "Fields: predicted class",
-                "probabilities": "Class probabilities"}
+                "probabilities": "Class probabilities", "uncertainty": "Uncertainty",
+                "suggestions": "Fields to label next"}
 
 
 def result_layer_name(kind: str, run_name: str) -> str:
@@ -184,6 +185,8 @@ def add_results(
     fields_path: Optional[str] = None,
     project: Optional[QgsProject] = None,
     probabilities_path: Optional[str] = None,
+    uncertainty_path: Optional[str] = None,
+    suggestions_path: Optional[str] = None,
 ) -> tuple[QgsLayerTreeGroup, list[QgsMapLayer]]:
     """Adds the styled results to the top of the layer tree in one group named after the run; returns the group and
     its layers (top to bottom: field outlines coloured by predicted class, crop map, confidence switched off)."""
@@ -191,6 +194,12 @@ def add_results(
     root = project.layerTreeRoot()
     group = root.insertGroup(0, group_name)
     layers: list[QgsMapLayer] = []
+    if suggestions_path:
+        suggested = QgsVectorLayer(f"{suggestions_path}|layername=suggested_fields",
+                                   result_layer_name("suggestions", group_name), "ogr")
+        if suggested.isValid():
+            styling.style_suggestions(suggested)
+            layers.append(suggested)
     if fields_path:
         fields = QgsVectorLayer(fields_path, result_layer_name("fields", group_name), "ogr")
         if fields.isValid():
@@ -208,6 +217,12 @@ def add_results(
             styling.style_confidence(confidence, len(classes))
             confidence.setOpacity(1.0)
             layers.append(confidence)
+    uncertainty = None
+    if uncertainty_path:
+        uncertainty = QgsRasterLayer(uncertainty_path, result_layer_name("uncertainty", group_name), "gdal")
+        if uncertainty.isValid():
+            styling.style_uncertainty(uncertainty)
+            layers.append(uncertainty)
     probabilities = None
     if probabilities_path:
         probabilities = QgsRasterLayer(probabilities_path, result_layer_name("probabilities", group_name), "gdal")
@@ -216,7 +231,7 @@ def add_results(
     for layer in layers:
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
-        if layer is confidence or layer is probabilities:
+        if layer in (confidence, uncertainty, probabilities):
             node.setItemVisibilityChecked(False)  # the class map is what the user wants to see first
     return group, layers
 

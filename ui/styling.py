@@ -38,6 +38,13 @@ def style_class_map(layer: QgsRasterLayer, classes: ClassTable) -> None:
     layer.triggerRepaint()
 
 
+def style_uncertainty(layer: QgsRasterLayer) -> None:
+    """A continuous ramp over 0 (sure) .. 1 (all classes equally likely), as the engine's .qml sidecar."""
+    from ..engine.inference.styles import UNCERTAINTY_STOPS
+
+    style_ramp(layer, UNCERTAINTY_STOPS)
+
+
 def style_confidence(layer: QgsRasterLayer, n_classes: Optional[int] = None) -> None:
     """A pseudocolour ramp, red (unsure) to green (sure), stretched from 1/K (a guess among the K classes, the least
     a winning probability can be) to 1, with a legend that says so; over the layer's own range when K is unknown."""
@@ -50,6 +57,11 @@ def style_confidence(layer: QgsRasterLayer, n_classes: Optional[int] = None) -> 
         if high > low:
             stops = [(low + (high - low) * i / (len(stops) - 1), color, f"{low + (high - low) * i / (len(stops) - 1):.2f}")
                      for i, (_v, color, _l) in enumerate(stops)]
+    style_ramp(layer, stops)
+
+
+def style_ramp(layer: QgsRasterLayer, stops: list[tuple[float, str, str]]) -> None:
+    """An interpolated pseudocolour ramp through ``(value, colour, label)`` stops, its legend labelled at the ends."""
     items = [QgsColorRampShader.ColorRampItem(value, QColor(color), label) for value, color, label in stops]
     minimum, maximum = stops[0][0], stops[-1][0]
     shader_function = QgsColorRampShader(minimum, maximum)
@@ -95,6 +107,36 @@ def style_fields(layer: QgsVectorLayer, classes: ClassTable, field: Optional[str
             properties = {"color": color, "outline_color": "35,35,35,255", "outline_width": "0.2"}
         categories.append(QgsRendererCategory(info.name, QgsFillSymbol.createSimple(properties), info.name))
     layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
+    layer.triggerRepaint()
+    return True
+
+
+SUGGESTION_RAMP = ("#d7301f", "#fdcc8a")  # rank 1 (label first) dark red .. last rank pale orange
+
+
+def style_suggestions(layer: QgsVectorLayer, field: str = "rank") -> bool:
+    """Colours the suggested fields by rank (1 = label first, darkest), labelled with the rank; False without it."""
+    from qgis.core import (QgsGradientColorRamp, QgsGraduatedSymbolRenderer, QgsPalLayerSettings, QgsRendererRange,
+                           QgsVectorLayerSimpleLabeling)
+
+    index = layer.fields().indexOf(field)
+    if index < 0:
+        return False
+    ranks = sorted({int(v) for v in layer.uniqueValues(index) if v is not None and not (hasattr(v, "isNull") and v.isNull())})
+    if not ranks:
+        return False
+    ramp = QgsGradientColorRamp(QColor(SUGGESTION_RAMP[0]), QColor(SUGGESTION_RAMP[1]))
+    ranges = []
+    for n, rank in enumerate(ranks):
+        color = ramp.color(n / max(len(ranks) - 1, 1))
+        symbol = QgsFillSymbol.createSimple({"color": f"{color.red()},{color.green()},{color.blue()},255",
+                                             "outline_color": "20,20,20,255", "outline_width": "0.4"})
+        ranges.append(QgsRendererRange(rank - 0.5, rank + 0.5, symbol, str(rank)))
+    layer.setRenderer(QgsGraduatedSymbolRenderer(field, ranges))
+    labels = QgsPalLayerSettings()
+    labels.fieldName = field
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(labels))
+    layer.setLabelsEnabled(True)
     layer.triggerRepaint()
     return True
 

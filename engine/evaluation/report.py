@@ -19,8 +19,10 @@ from ..errors import EngineError
 JSON_NAME = "metrics.json"
 CSV_NAME = "per_class.csv"
 HTML_NAME = "report.html"
+PROFILES_SVG_NAME = "class_profiles.svg"
 
-_CSV_COLUMNS = ["value", "name", "color", "precision", "recall", "f1", "iou", "support", "mapped_area_ha"]
+_CSV_COLUMNS = ["value", "name", "color", "precision", "recall", "f1", "iou", "support", "mapped_area_ha",
+                "adjusted_area_ha", "adjusted_area_ci95_ha"]
 
 
 MIN_TEST_PIXELS = 30  # below this a class's precision / recall move by several points with a handful of pixels
@@ -66,11 +68,15 @@ def write_reports(
         payload["extra"] = extra
 
     json_path, csv_path, html_path = folder / JSON_NAME, folder / CSV_NAME, folder / HTML_NAME
-    # The three appear together or not at all (a full disk at the second leaves none).
+    # They appear together or not at all (a full disk at the second leaves none).
     with StagedOutputs() as staged:
         staged.stage(json_path).write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
         _write_csv(metrics, staged.stage(csv_path))
         staged.stage(html_path).write_text(render_html(metrics, title, extra), encoding="utf-8")
+        if (metrics.get("class_profiles") or {}).get("classes"):
+            # The chart on its own too, for viewers that show SVG images but not inline SVG (the plugin's Results).
+            staged.stage(folder / PROFILES_SVG_NAME).write_text(profiles_svg(metrics["class_profiles"]),
+                                                                encoding="utf-8")
     return str(json_path), str(csv_path), str(html_path)
 
 
@@ -154,6 +160,100 @@ def confusion_svg(cm: list[list[int]], names: list[str], colors: list) -> str:
     return "".join(parts)
 
 
+def profiles_svg(profiles: dict, width: int = 760, height: int = 340) -> str:
+    """Class time series as an SVG line chart: per class the median over the dates, the band between the quartiles."""
+    dates = [dt.date.fromisoformat(d) for d in profiles["dates"]]
+    classes = profiles["classes"]
+    left, right, top, bottom = 56, 220, 16, 64
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [v for c in classes for key in ("q25", "q75", "median") for v in c[key] if v is not None]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    if high - low < 1e-9:
+        low, high = low - 0.5, high + 0.5
+    pad = 0.05 * (high - low)
+    low, high = low - pad, high + pad
+    first, last = dates[0].toordinal(), max(dates[-1].toordinal(), dates[0].toordinal() + 1)
+
+    def px(date: dt.date) -> float:
+        return left + plot_w * (date.toordinal() - first) / (last - first)
+
+    def py(value: float) -> float:
+        return top + plot_h * (high - value) / (high - low)
+
+    band = html.escape(profiles.get("band", "value"))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+             f'role="img" aria-label="Class time series of {band}" font-family="sans-serif" font-size="11">',
+             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#999"/>']
+    for i in range(5):
+        value = low + (high - low) * i / 4
+        y = py(value)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e4e4e4"/>'
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.2f}</text>')
+    for date in dates:
+        x = px(date)
+        parts.append(f'<line x1="{x:.1f}" y1="{top + plot_h}" x2="{x:.1f}" y2="{top + plot_h + 4}" stroke="#666"/>'
+                     f'<text transform="translate({x + 4:.1f},{top + plot_h + 8}) rotate(60)">{date:%Y-%m-%d}</text>')
+    parts.append(f'<text transform="translate(14,{top + plot_h / 2}) rotate(-90)" text-anchor="middle">{band}</text>')
+    for n, c in enumerate(classes):
+        color = _hex(c["color"])
+        points = [(px(d), c["median"][i], c["q25"][i], c["q75"][i]) for i, d in enumerate(dates)]
+        spread = [(x, q25, q75) for x, _m, q25, q75 in points if q25 is not None and q75 is not None]
+        name = html.escape(c["name"])
+        if len(spread) > 1:
+            outline = [f"{x:.1f},{py(q75):.1f}" for x, _q25, q75 in spread]
+            outline += [f"{x:.1f},{py(q25):.1f}" for x, q25, _q75 in reversed(spread)]
+            parts.append(f'<polygon points="{" ".join(outline)}" fill="{color}" fill-opacity="0.15" stroke="none"/>')
+        line = [f"{x:.1f},{py(m):.1f}" for x, m, _a, _b in points if m is not None]
+        if line:
+            parts.append(f'<polyline points="{" ".join(line)}" fill="none" stroke="{color}" stroke-width="2">'
+                         f"<title>{name}: median {band}, band = quartiles ({c['pixels']} px)</title></polyline>")
+            parts.extend(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2.5" fill="{color}"/>' for p in line)
+        y = top + 8 + 16 * n
+        parts.append(f'<rect x="{left + plot_w + 14}" y="{y - 8}" width="12" height="10" fill="{color}" stroke="#444"/>'
+                     f'<text x="{left + plot_w + 32}" y="{y + 1}">{name}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def profiles_html(metrics: dict) -> str:
+    """The class time-series section (``metrics["class_profiles"]``); empty without profiles."""
+    profiles = metrics.get("class_profiles")
+    if not profiles or not profiles.get("classes"):
+        return ""
+    return (f"<h2>Class time series ({html.escape(profiles['band'])})</h2>"
+            f"<p>Median (line) and quartiles (band) of {html.escape(profiles['band'])} per class and date over the "
+            f"{html.escape(profiles.get('fields', 'labelled fields'))}; clouds and no data left out. Classes whose "
+            "lines run together are hard to tell apart.</p>" + profiles_svg(profiles))
+
+
+def area_html(metrics: dict) -> str:
+    """The error-adjusted area table (``metrics["area_estimates"]``) with its caveat; empty without estimates."""
+    table = metrics.get("area_estimates")
+    if not table:
+        return ""
+    colors = {c["name"]: c.get("color", (200, 200, 200)) for c in metrics.get("per_class", [])}
+    rows = "".join(
+        "<tr>"
+        f'<td><span class="swatch" style="background:{_hex(colors.get(r["name"], (200, 200, 200)))}"></span></td>'
+        f'<td>{html.escape(r["name"])}</td><td>{_fmt(r["mapped_area_ha"], 2)}</td>'
+        f'<td>{_fmt(r["adjusted_area_ha"], 2)}</td><td>&plusmn; {_fmt(r["ci95_ha"], 2)}</td>'
+        f'<td>{_fmt(r["ci95_low_ha"], 2)} &ndash; {_fmt(r["ci95_high_ha"], 2)}</td>'
+        f'<td>{_fmt(r["users_accuracy"])}</td><td>{_fmt(r["producers_accuracy"])}</td>'
+        "</tr>"
+        for r in table["per_class"]
+    )
+    unsampled = table["per_class"][0]["unsampled_map_share"] if table["per_class"] else 0.0
+    note = (f"<p>{unsampled:.1%} of the mapped area belongs to classes without any test pixel: the estimates leave "
+            "it out.</p>" if unsampled > 0 else "")
+    return (
+        "<h2>Area estimates</h2>"
+        '<table class="areas"><tr><th></th><th>Class</th><th>Mapped area (ha)</th><th>Error-adjusted area (ha)</th>'
+        "<th>95 % interval</th><th>95 % range (ha)</th><th>User's accuracy</th><th>Producer's accuracy (area)</th></tr>"
+        f"{rows}</table>"
+        f'<p class="caveat">{html.escape(table["caveat"])}</p>{note}'
+    )
+
+
 def render_html(metrics: dict, title: str, extra: Optional[dict] = None) -> str:
     """One self-contained HTML page: summary, class table with colours, confusion matrix picture, extra facts."""
     per_class = metrics["per_class"]
@@ -175,7 +275,8 @@ def render_html(metrics: dict, title: str, extra: Optional[dict] = None) -> str:
             "</tr>"
         )
     svg = confusion_svg(metrics["confusion_matrix"], [c["name"] for c in per_class], [c["color"] for c in per_class])
-    known = {"overall_accuracy", "kappa", "miou", "macro_f1", "pixels", "per_class", "confusion_matrix", "class_names"}
+    known = {"overall_accuracy", "kappa", "miou", "macro_f1", "pixels", "per_class", "confusion_matrix", "class_names",
+             "area_estimates", "class_profiles"}
     facts = {k: v for k, v in metrics.items() if k not in known and isinstance(v, (str, int, float))}
     facts.update(extra or {})
     extra_html = ""
@@ -198,6 +299,7 @@ body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
 th {{ background: #f3f3f3; }} td:nth-child(3), .facts td, .facts th {{ text-align: left; }}
+.areas td:nth-child(2) {{ text-align: left; }} .caveat {{ max-width: 60em; color: #444; }}
 .swatch {{ display: inline-block; width: 14px; height: 14px; border: 1px solid #444; vertical-align: middle; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
@@ -208,9 +310,11 @@ th {{ background: #f3f3f3; }} td:nth-child(3), .facts td, .facts th {{ text-alig
 {''.join(rows)}
 </table>
 {warnings_html}
+{area_html(metrics)}
 <h2>Confusion matrix</h2>
 {svg}
 <p class="caption">{CONFUSION_CAPTION}</p>
+{profiles_html(metrics)}
 {extra_html}
 </body></html>
 """

@@ -27,8 +27,10 @@ from ..classes import ClassTable
 from ..errors import CancelledError, EngineError
 from ..progress import CancelledCallback, ProgressCallback, Reporter
 from ..gdalwrite import closing_checked
-from .styles import apply_class_colors, class_qml, confidence_qml, sidecar_path, style_class_raster
+from .smoothing import SmoothingOptions, bayesian_smooth
+from .styles import apply_class_colors, class_qml, confidence_qml, sidecar_path, style_class_raster, uncertainty_qml
 from .tiling import TilePredictor, block_windows, prefetched
+from .uncertainty import UNCERTAINTY_DESCRIPTION, normalised_entropy
 from .vectors import PolygonBurner
 
 DEFAULT_GDAL_CACHE_MB = 8
@@ -74,6 +76,7 @@ class PredictRasterResult:
     rank: int = 0
     world_size: int = 1
     qml_path: Optional[str] = None
+    uncertainty_path: Optional[str] = None
 
 
 @dataclass
@@ -82,6 +85,7 @@ class _BlockResult:
     confidence: np.ndarray
     probabilities: Optional[np.ndarray]
     field_ids: Optional[np.ndarray] = field(default=None)
+    uncertainty: Optional[np.ndarray] = None
 
 
 def _map_dtype(num_classes: int):
@@ -96,7 +100,7 @@ class _GeoTiffOutputs:
     """The open output GeoTIFFs (on their temporary names); blocks are written and flushed one by one."""
 
     def __init__(self, grid, classes: ClassTable, map_path: Path, conf_path: Optional[Path],
-                 prob_path: Optional[Path], tiff_tile: int = 256) -> None:
+                 prob_path: Optional[Path], tiff_tile: int = 256, unc_path: Optional[Path] = None) -> None:
         from osgeo import gdal
 
         gdal.UseExceptions()
@@ -123,6 +127,9 @@ class _GeoTiffOutputs:
         self.conf = create(conf_path, 1, gdal.GDT_Float32, ["PREDICTOR=3"]) if conf_path else None
         if self.conf is not None:
             self.conf.GetRasterBand(1).SetDescription("confidence (highest class probability)")
+        self.unc = create(unc_path, 1, gdal.GDT_Float32, ["PREDICTOR=3"]) if unc_path else None
+        if self.unc is not None:
+            self.unc.GetRasterBand(1).SetDescription(UNCERTAINTY_DESCRIPTION)
         self.prob = create(prob_path, len(classes), gdal.GDT_Float32, ["PREDICTOR=3", "INTERLEAVE=BAND"]) if prob_path else None
         if self.prob is not None:
             for info in classes:
@@ -136,6 +143,9 @@ class _GeoTiffOutputs:
         if self.conf is not None:
             self.conf.GetRasterBand(1).WriteArray(result.confidence, x0, y0)
             self.conf.FlushCache()
+        if self.unc is not None and result.uncertainty is not None:
+            self.unc.GetRasterBand(1).WriteArray(result.uncertainty, x0, y0)
+            self.unc.FlushCache()
         if self.prob is not None and result.probabilities is not None:
             for k, layer in enumerate(result.probabilities, start=1):
                 self.prob.GetRasterBand(k).WriteArray(layer, x0, y0)
@@ -144,7 +154,7 @@ class _GeoTiffOutputs:
     def close(self) -> None:
         """Flushes and closes every output; a write that failed (full disk) raises ``RuntimeError``."""
         error: Optional[BaseException] = None
-        for name in ("map", "conf", "prob"):
+        for name in ("map", "conf", "prob", "unc"):
             dataset = getattr(self, name)
             try:
                 if dataset is not None:
@@ -215,6 +225,10 @@ def predict_raster(
     progress: Optional[ProgressCallback] = None,
     cancelled: Optional[CancelledCallback] = None,
     staging: Optional[StagedOutputs] = None,
+    out_uncertainty: Union[str, os.PathLike, None] = None,
+    smoothing: Optional[SmoothingOptions] = None,
+    parcel_vector: Union[str, os.PathLike, None] = None,
+    parcel_layer: Optional[str] = None,
 ) -> PredictRasterResult:
     """Maps ``series`` with the model of ``bundle`` and writes the class map (and optional confidence / probabilities).
 
@@ -236,13 +250,18 @@ def predict_raster(
         raise EngineError("The model has no crop classes (it is only pre-trained). Train it on labelled fields first.")
     if block < 1:
         raise EngineError(f"The block size must be positive, not {block}.")
-    out_map, out_conf, out_prob = _check_outputs(out_map, out_confidence, out_probabilities)
+    out_map, out_conf, out_prob, out_unc = _check_outputs(out_map, out_confidence, out_probabilities, out_uncertainty)
+    if smoothing is not None:
+        smoothing.validate()
+        if smoothing.by_parcel and not parcel_vector:
+            raise EngineError("Smoothing within parcels needs a parcel (fields) layer: give one, or smooth without it.")
     if staging is None:
         with StagedOutputs() as own:
             return predict_raster(
                 bundle, series, out_map, out_conf, out_prob, tile, overlap, batch_size, block, device, precision,
                 extent_mask, extent_layer, field_vector, field_layer, rank, world_size, gdal_cache_mb, progress,
-                cancelled, staging=own,
+                cancelled, staging=own, out_uncertainty=out_unc, smoothing=smoothing, parcel_vector=parcel_vector,
+                parcel_layer=parcel_layer,
             )
     if hasattr(series, "exclude_extremes"):
         series.exclude_extremes(bundle.mean, bundle.std, list(bundle.band_names))
@@ -261,6 +280,8 @@ def predict_raster(
 
         inside_of = _extent_function(extent_mask, extent_layer, grid)
         fields = PolygonBurner(str(field_vector), field_layer, grid, purpose="field") if field_vector else None
+        parcels = (PolygonBurner(str(parcel_vector), parcel_layer, grid, purpose="parcel")
+                   if smoothing is not None and smoothing.by_parcel else None)
         stats = (
             FieldStats(str(field_vector), field_layer, fields.fids, np.zeros((fields.count + 1, len(classes))),
                        np.zeros(fields.count + 1, np.int64))
@@ -276,36 +297,41 @@ def predict_raster(
             x0, y0, w, h = blocks[index]
             region = predictor.prepare(read, x0, y0, w, h, inside_of(x0, y0, w, h))
             ids = fields.burn(x0, y0, w, h) if fields is not None else None
-            return region, ids
+            parcel_ids = parcels.burn(x0, y0, w, h) if parcels is not None else None
+            return region, ids, parcel_ids
 
         def computed(span: Reporter):
             """Yields ``(block index, _BlockResult)`` for this rank's blocks."""
-            for n, (index, (region, ids)) in enumerate(prefetched(mine, load)):
+            for n, (index, (region, ids, parcel_ids)) in enumerate(prefetched(mine, load)):
                 span.report(n / max(len(mine), 1), f"Mapping block {n + 1} of {len(mine)}")
                 probs = predictor.predict(region, span.check)
-                result = _block_result(probs, classes, want_probs)
+                if smoothing is not None:
+                    span.check()
+                    probs = bayesian_smooth(probs, smoothing, parcel_ids)
+                result = _block_result(probs, classes, want_probs, out_unc is not None)
                 if stats is not None:
                     stats.add(ids, probs, result.classes > 0)
                 # Drop this block's arrays before the next is fetched (which starts reading the one after).
-                del region, ids, probs
+                del region, ids, parcel_ids, probs
                 yield index, result
 
         if world == 1:
             counts = _write_outputs(grid, classes, out_map, out_conf, out_prob,
                                     ((blocks[i], r) for i, r in computed(reporter.span(0.0, 0.98))), _tiff_tile(block),
-                                    staging)
+                                    staging, out_unc)
         else:
             counts, stats = _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, stats,
-                                         rank, world, reporter, _tiff_tile(block), staging)
+                                         rank, world, reporter, _tiff_tile(block), staging, out_unc)
         qml = None
         if rank == 0:
-            qml = _style_outputs(out_map, out_conf, classes, staging)
+            qml = _style_outputs(out_map, out_conf, classes, staging, out_unc)
     reporter.report(1.0, "Map written")
     return PredictRasterResult(
         str(out_map), str(out_conf) if out_conf else None, str(out_prob) if out_prob else None,
         width * height, time.perf_counter() - started,
         mapped_pixels=int(counts[1:].sum()) if counts is not None else 0,
         class_counts=counts, field_stats=stats, rank=rank, world_size=world, qml_path=qml,
+        uncertainty_path=str(out_unc) if out_unc else None,
     )
 
 
@@ -356,19 +382,20 @@ def _check_outputs(*paths) -> list[Optional[Path]]:
                               f"programs would misread. Name it '{path.with_suffix('.tif').name}'.")
     given = [p.resolve() for p in checked if p is not None]
     if len(set(given)) < len(given):
-        raise EngineError("The same file was chosen for two outputs. Give the map, confidence and probabilities their own names.")
+        raise EngineError("The same file was chosen for two outputs. Give the map, confidence, uncertainty and probabilities their own names.")
     for path in checked:
         if path is not None and path.is_dir():
             raise EngineError(f"The output '{path}' is a folder. Give a file name such as '{path / 'crop_map.tif'}'.")
     return checked
 
 
-def _block_result(probs: np.ndarray, classes: ClassTable, keep_probs: bool) -> _BlockResult:
+def _block_result(probs: np.ndarray, classes: ClassTable, keep_probs: bool, uncertainty: bool = False) -> _BlockResult:
     """Class (argmax + 1, nodata 0 where every probability is 0) and confidence of a block's probabilities."""
     numpy_type = np.uint8 if len(classes) <= 255 else np.uint16
     confidence = probs.max(axis=0)
     labels = np.where(confidence > 0, probs.argmax(axis=0) + 1, NODATA).astype(numpy_type)
-    return _BlockResult(labels, confidence.astype(np.float32), probs if keep_probs else None)
+    entropy = normalised_entropy(probs) if uncertainty else None
+    return _BlockResult(labels, confidence.astype(np.float32), probs if keep_probs else None, uncertainty=entropy)
 
 
 def _extent_function(extent_mask, extent_layer, grid):
@@ -388,12 +415,13 @@ def _extent_function(extent_mask, extent_layer, grid):
 
 
 def _write_outputs(grid, classes, out_map, out_conf, out_prob, items, tiff_tile: int,
-                   staging: StagedOutputs) -> np.ndarray:
+                   staging: StagedOutputs, out_unc: Optional[Path] = None) -> np.ndarray:
     """Writes ``(window, _BlockResult)`` items into the output GeoTIFFs, staged in ``staging``; returns class counts."""
     tmp_map = staging.stage(out_map)
     tmp_conf = staging.stage(out_conf) if out_conf else None
     tmp_prob = staging.stage(out_prob) if out_prob else None
-    outputs = _GeoTiffOutputs(grid, classes, tmp_map, tmp_conf, tmp_prob, tiff_tile)
+    tmp_unc = staging.stage(out_unc) if out_unc else None
+    outputs = _GeoTiffOutputs(grid, classes, tmp_map, tmp_conf, tmp_prob, tiff_tile, tmp_unc)
     try:
         for (x0, y0, _, _), result in items:
             outputs.write(x0, y0, result)
@@ -405,18 +433,21 @@ def _write_outputs(grid, classes, out_map, out_conf, out_prob, items, tiff_tile:
     return outputs.counts
 
 
-def _style_outputs(out_map: Path, out_conf: Optional[Path], classes: ClassTable, staging: StagedOutputs) -> str:
+def _style_outputs(out_map: Path, out_conf: Optional[Path], classes: ClassTable, staging: StagedOutputs,
+                   out_unc: Optional[Path] = None) -> str:
     """Category names on the staged map, and the ``.qml`` sidecars staged under their final names' temporaries."""
     style_class_raster(staging.temporary(out_map), classes)
     qml = sidecar_path(out_map)
     staging.stage(qml).write_text(class_qml(classes), encoding="utf-8")
     if out_conf:
         staging.stage(sidecar_path(out_conf)).write_text(confidence_qml(len(classes)), encoding="utf-8")
+    if out_unc:
+        staging.stage(sidecar_path(out_unc)).write_text(uncertainty_qml(), encoding="utf-8")
     return str(qml)
 
 
 def _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, stats, rank, world, reporter,
-                 tiff_tile: int, staging: StagedOutputs):
+                 tiff_tile: int, staging: StagedOutputs, out_unc: Optional[Path] = None):
     """Every rank maps its blocks into raw arrays; rank 0 assembles the GeoTIFFs once all ranks succeeded."""
     parts = _parts_folder(out_map, world)
     written: list[Path] = []
@@ -428,6 +459,8 @@ def _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, s
             arrays = {"classes": result.classes, "confidence": result.confidence}
             if result.probabilities is not None:
                 arrays["probabilities"] = result.probabilities
+            if result.uncertainty is not None:
+                arrays["uncertainty"] = result.uncertainty
             with atomic_output(path) as tmp:
                 with open(tmp, "wb") as handle:
                     np.savez(handle, **arrays)
@@ -458,9 +491,10 @@ def _distributed(grid, classes, out_map, out_conf, out_prob, blocks, computed, s
                     reporter.report(0.9 + 0.09 * index / len(blocks), "Assembling the map")
                     with np.load(parts / f"block_{index:07d}.npz") as data:
                         probs = data["probabilities"] if "probabilities" in data.files else None
-                        yield window, _BlockResult(data["classes"], data["confidence"], probs)
+                        unc = data["uncertainty"] if "uncertainty" in data.files else None
+                        yield window, _BlockResult(data["classes"], data["confidence"], probs, uncertainty=unc)
 
-            counts = _write_outputs(grid, classes, out_map, out_conf, out_prob, items(), tiff_tile, staging)
+            counts = _write_outputs(grid, classes, out_map, out_conf, out_prob, items(), tiff_tile, staging, out_unc)
             if stats is not None:
                 stats.sums[:] = 0
                 stats.counts[:] = 0

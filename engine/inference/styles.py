@@ -83,11 +83,24 @@ def confidence_stops(n_classes: Optional[int] = None) -> list[tuple[float, str, 
 
 def confidence_qml(n_classes: Optional[int] = None) -> str:
     """A QGIS pseudo-colour style for a confidence raster (red = unsure, green = sure), stretched over 1/K..1."""
-    stops = confidence_stops(n_classes)
+    return ramp_qml(confidence_stops(n_classes))
+
+
+# (value, colour, legend label): dark blue = sure, yellow = all classes alike (Plasma)
+UNCERTAINTY_STOPS = [(0.0, "#0d0887", "0.0 sure"), (0.25, "#7e03a8", "0.25"), (0.5, "#cc4778", "0.5"),
+                     (0.75, "#f89540", "0.75"), (1.0, "#f0f921", "1.0 uniform")]
+
+
+def uncertainty_qml() -> str:
+    """A QGIS pseudo-colour style for a 0..1 uncertainty raster (normalised entropy)."""
+    return ramp_qml(UNCERTAINTY_STOPS)
+
+
+def ramp_qml(stops: list[tuple[float, str, str]]) -> str:
+    """A QGIS pseudo-colour style interpolating ``(value, colour, label)`` stops from the first value to 1."""
     low = stops[0][0]
     items = "\n".join(
-        f'            <item value="{v}" color="{c}" alpha="255" label={quoteattr(label)}/>'
-        for v, c, label in stops
+        f'            <item value="{v}" color="{c}" alpha="255" label={quoteattr(label)}/>' for v, c, label in stops
     )
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22.0" styleCategories="AllStyleCategories">

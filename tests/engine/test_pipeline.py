@@ -85,3 +85,47 @@ def test_cancel_after_training_leaves_no_output(scene, tmp_path):
         )
     assert max(seen) > 0.8, "the cancel came after the models were written"
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def _mixed_layer(scene, path):
+    """The labelled fields plus the other parcels with an empty class, in one layer (as a user digitises)."""
+    from osgeo import ogr
+
+    source = ogr.Open(str(scene.fields))
+    labelled, parcels = source.GetLayerByName("labelled"), source.GetLayerByName("parcels")
+    done = {f.GetField("parcel_id") for f in labelled}
+    target_ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    target = target_ds.CreateLayer("mixed", labelled.GetSpatialRef(), ogr.wkbPolygon)
+    target.CreateField(ogr.FieldDefn("parcel_id", ogr.OFTInteger))
+    target.CreateField(ogr.FieldDefn("crop", ogr.OFTString))
+    for layer in (labelled, parcels):
+        layer.ResetReading()
+        for f in layer:
+            if layer is parcels and f.GetField("parcel_id") in done:
+                continue
+            out = ogr.Feature(target.GetLayerDefn())
+            out.SetField("parcel_id", f.GetField("parcel_id"))
+            if layer is labelled:
+                out.SetField("crop", f.GetField("crop"))
+            out.SetGeometry(f.GetGeometryRef().Clone())
+            target.CreateFeature(out)
+    target_ds = None
+    return pipeline.LabelInput(str(path), "crop", layer="mixed"), len(done)
+
+
+@pytest.mark.slow
+def test_map_crops_with_uncertainty_and_suggestions(scene, tmp_path):
+    series, _ = _inputs(scene)
+    labels, labelled = _mixed_layer(scene, tmp_path / "mixed.gpkg")
+    result = pipeline.map_crops(
+        series, labels, str(tmp_path / "out"), train_options=pipeline.TrainOptions(**FAST),
+        predict_options=pipeline.PredictOptions(device="cpu"),
+        outputs=("map", "uncertainty", "suggestions", "report"),
+    )
+    assert result.predict.uncertainty_path and (tmp_path / "out" / "uncertainty.tif").exists()
+    suggestions = result.suggestions
+    assert suggestions is not None and (tmp_path / "out" / "suggested_fields.gpkg").exists()
+    assert 1 <= len(suggestions.suggestions) <= 20
+    # only polygons without a class were candidates: their fids come after the labelled ones
+    assert all(row["source_fid"] > labelled for row in suggestions.suggestions)
+    assert "area_estimates" in result.report.metrics

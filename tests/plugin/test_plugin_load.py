@@ -18,7 +18,7 @@ from cropmapper.processing.provider import CropMapperProvider
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_PATH = REPO / "build" / "pluginpath"
-ALGORITHMS = {"pretrain", "train", "classify", "evaluate", "mapcrops", "search"}
+ALGORITHMS = {"pretrain", "train", "classify", "evaluate", "mapcrops", "search", "suggest", "exportmap"}
 
 
 def _registered_algorithms() -> set[str]:

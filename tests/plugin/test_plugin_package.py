@@ -50,4 +50,4 @@ def test_package_zip(tmp_path):
     assert loaded.returncode == 0, loaded.stderr
     lines = loaded.stdout.split()
     assert lines[0].startswith(str(tmp_path / "plugins" / "cropmapper"))
-    assert lines[1] == "6"
+    assert lines[1] == "8"

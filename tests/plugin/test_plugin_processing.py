@@ -21,9 +21,9 @@ def _series(slovenia) -> dict:
     return {"SERIES": slovenia["images"], "CLOUD_MASKS": slovenia["masks"], "DEVICE": "cpu"}
 
 
-def test_provider_lists_six_algorithms(provider):
+def test_provider_lists_its_algorithms(provider):
     assert {a.name() for a in provider.algorithms()} == {"pretrain", "train", "classify", "evaluate", "mapcrops",
-                                                         "search"}
+                                                         "search", "suggest", "exportmap"}
 
 
 def test_pretrain(provider, slovenia, tmp_path):  # noqa: ARG001
