@@ -1017,7 +1017,10 @@ class MapCropsDialog(QDialog):
                    "confidence": "Probability of the mapped class per pixel.",
                    "fields": "Your polygons with their predicted class, its probability and their use (crop_split).",
                    "report": "Accuracy on the test fields: HTML, JSON and CSV.",
-                   "probabilities": "One band per class with its probability (K times the map's size)."}
+                   "probabilities": "One band per class with its probability (K times the map's size).",
+                   "uncertainty": "Normalised entropy of the class probabilities: 0 sure .. 1 every class alike.",
+                   "suggestions": "The unlabelled polygons worth labelling next (most uncertain, spread over the "
+                                  "classes and the area), as a layer ranked 1 = label first."}
         own.update({self.output_checks[key]: text for key, text in outputs.items()})
         for widget, text in own.items():
             widget.setToolTip(text)
