@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .errors import EngineError
+from .errors import EngineError, release_frames
 
 SIDECAR = ".aux.xml"  # GDAL's PAM sidecar (category names, statistics), moved with its raster
 _NO_SPACE_BYTES = 1024 * 1024  # a failed write with less free space than this was a full disk
@@ -159,12 +159,14 @@ class StagedOutputs:
                 self.commit()
             except BaseException as error:
                 translated = self.failure(error)  # before discarding, which frees the space
+                release_frames(error)
                 self.discard()
                 if translated is not None:
                     raise translated from None
                 raise
             return
         translated = self.failure(exc)
+        release_frames(exc)  # the staged datasets' frames: closed now, not at some later garbage collection
         self.discard()
         if translated is not None:
             raise translated from None

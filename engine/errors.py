@@ -28,3 +28,18 @@ def cancelled_message(error: BaseException, interrupted: str = "Cancelled") -> s
         return (f"{interrupted}: no output was written; the training checkpoint {', '.join(repr(k) for k in kept)} "
                 "is kept so that running again with resume continues from its last completed epoch.")
     return f"{interrupted}: nothing was written."
+
+
+def release_frames(error: BaseException) -> None:
+    """Clears the local variables of the finished frames in ``error``'s traceback (and of its context chain).
+
+    An error kept for its message would otherwise keep open GDAL datasets, layers and features alive until a later
+    garbage collection, which may free them after their dataset (heap corruption) and keeps the files open.
+    """
+    import traceback
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__

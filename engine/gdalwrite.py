@@ -20,11 +20,12 @@ def closing_checked(path: str | os.PathLike) -> Iterator[None]:
     """Drop the last reference to a dataset inside this block; raises ``WriteFailed`` when closing it failed."""
     from osgeo import gdal
 
-    ignored: list[BaseException] = []
+    ignored: list[str] = []
     previous = sys.unraisablehook
     # With exceptions on, the bindings raise inside the dataset's destructor, which Python can only print
     # ("Exception ignored in delete_Dataset" and a traceback): collect it instead.
-    sys.unraisablehook = lambda unraisable: ignored.append(unraisable.exc_value)
+    # Only the text: the exception's traceback would keep GDAL objects alive past their dataset.
+    sys.unraisablehook = lambda unraisable: ignored.append(str(unraisable.exc_value))
     gdal.ErrorReset()
     try:
         yield

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
-from ..engine.errors import CancelledError, EngineError, cancelled_message
+from ..engine.errors import CancelledError, EngineError, cancelled_message, release_frames
 from ..engine.outputs import (
     MAP_CROPS_FILES,
     OutputLock,
@@ -97,13 +97,16 @@ class EngineTask(QgsTask):
             self.result = TaskResult(Status.SUCCESS, value)
         except CancelledError as exc:
             self.result = TaskResult(Status.CANCELLED, message=cancelled_message(exc))
+            release_frames(exc)
         except EngineError as exc:  # a user error: its message says it all, a traceback would only alarm
             self.result = TaskResult(Status.FAILURE, message=str(exc))
+            release_frames(exc)
         except Exception as exc:  # noqa: BLE001 - an unexpected error must reach the user, not the task manager
             self.result = TaskResult(
                 Status.FAILURE, message=f"Unexpected error: {exc}. Details are in the CropMapper log.",
                 details=traceback.format_exc(),
             )
+            release_frames(exc)
         if not self.result.ok and self.cleanup is not None:
             try:
                 self.cleanup()

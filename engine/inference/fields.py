@@ -140,11 +140,14 @@ def _write_gpkg(vector: str, layer: Optional[str], tmp: Path, classes: ClassTabl
     from osgeo import ogr
 
     dataset, source = open_polygon_layer(vector, layer, "field")
-    definition = source.GetLayerDefn()
-    target_ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
-    if target_ds is None:
-        raise WriteFailed(f"Cannot create the GeoPackage '{tmp}'")
+    # OGR features, definitions and layers must go before the datasets they belong to, also when an error's
+    # traceback keeps this frame alive (freed in the wrong order at garbage collection, they corrupt the heap).
+    target_ds = target = definition = out_defn = field_defn = feature = out = None
     try:
+        definition = source.GetLayerDefn()
+        target_ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
+        if target_ds is None:
+            raise WriteFailed(f"Cannot create the GeoPackage '{tmp}'")
         target = target_ds.CreateLayer(source.GetName(), source.GetSpatialRef(), source.GetGeomType(),
                                        ["GEOMETRY_NAME=geom"])
         if target is None:
@@ -184,11 +187,13 @@ def _write_gpkg(vector: str, layer: Optional[str], tmp: Path, classes: ClassTabl
             check_ogr(target.CreateFeature(out), "Writing a feature")
             written += 1
         check_ogr(target.CommitTransaction(), "Writing the features")
-        target = None
     finally:
-        with closing_checked(tmp):
-            target_ds = None
-    dataset = None
+        out = feature = field_defn = out_defn = definition = target = None
+        source = None
+        if target_ds is not None:
+            with closing_checked(tmp):
+                target_ds = None
+        dataset = None
     _check_written(tmp, written)
 
 

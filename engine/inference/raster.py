@@ -24,7 +24,7 @@ import torch
 
 from ..atomic import StagedOutputs, WriteFailed, atomic_output, check_writable
 from ..classes import ClassTable
-from ..errors import CancelledError, EngineError
+from ..errors import CancelledError, EngineError, release_frames
 from ..progress import CancelledCallback, ProgressCallback, Reporter
 from ..gdalwrite import closing_checked
 from .smoothing import SmoothingOptions, bayesian_smooth
@@ -121,19 +121,25 @@ class _GeoTiffOutputs:
                 dataset.GetRasterBand(b).SetNoDataValue(NODATA)
             return dataset
 
-        self.map = create(map_path, 1, map_type, [])
-        apply_class_colors(self.map.GetRasterBand(1), classes)
-        self.map.GetRasterBand(1).SetDescription("crop class")
-        self.conf = create(conf_path, 1, gdal.GDT_Float32, ["PREDICTOR=3"]) if conf_path else None
-        if self.conf is not None:
-            self.conf.GetRasterBand(1).SetDescription("confidence (highest class probability)")
-        self.unc = create(unc_path, 1, gdal.GDT_Float32, ["PREDICTOR=3"]) if unc_path else None
-        if self.unc is not None:
-            self.unc.GetRasterBand(1).SetDescription(UNCERTAINTY_DESCRIPTION)
-        self.prob = create(prob_path, len(classes), gdal.GDT_Float32, ["PREDICTOR=3", "INTERLEAVE=BAND"]) if prob_path else None
-        if self.prob is not None:
-            for info in classes:
-                self.prob.GetRasterBand(info.value).SetDescription(info.name)
+        self.map = self.conf = self.prob = self.unc = None
+        try:
+            self.map = create(map_path, 1, map_type, [])
+            apply_class_colors(self.map.GetRasterBand(1), classes)
+            self.map.GetRasterBand(1).SetDescription("crop class")
+            self.conf = create(conf_path, 1, gdal.GDT_Float32, ["PREDICTOR=3"]) if conf_path else None
+            if self.conf is not None:
+                self.conf.GetRasterBand(1).SetDescription("confidence (highest class probability)")
+            self.unc = create(unc_path, 1, gdal.GDT_Float32, ["PREDICTOR=3"]) if unc_path else None
+            if self.unc is not None:
+                self.unc.GetRasterBand(1).SetDescription(UNCERTAINTY_DESCRIPTION)
+            self.prob = create(prob_path, len(classes), gdal.GDT_Float32, ["PREDICTOR=3", "INTERLEAVE=BAND"]) if prob_path else None
+            if self.prob is not None:
+                for info in classes:
+                    self.prob.GetRasterBand(info.value).SetDescription(info.name)
+        except BaseException:
+            with contextlib.suppress(RuntimeError):
+                self.close()  # the ones already created, now (a full disk may fail at the second)
+            raise
 
     def write(self, x0: int, y0: int, result: _BlockResult) -> None:
         self.map.GetRasterBand(1).WriteArray(result.classes, x0, y0)
@@ -425,8 +431,10 @@ def _write_outputs(grid, classes, out_map, out_conf, out_prob, items, tiff_tile:
     try:
         for (x0, y0, _, _), result in items:
             outputs.write(x0, y0, result)
-    except BaseException:
-        with contextlib.suppress(RuntimeError):
+    except BaseException as exc:
+        # The error's frames hold the datasets (GDAL's own wrapper frame among them): close them now, quietly.
+        with contextlib.suppress(RuntimeError), closing_checked("outputs"):
+            release_frames(exc)
             outputs.close()
         raise
     outputs.close()  # a failed flush or close (full disk) raises here

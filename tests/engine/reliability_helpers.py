@@ -29,7 +29,11 @@ def small_disk(size_kib: int) -> Iterator[Path]:
     try:
         yield mount_point
     finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
+        import gc
+
+        gc.collect()  # an error kept in a reference cycle may still hold a file open there
+        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)  # detach now, freed when closed
         with contextlib.suppress(OSError):
             mount_point.rmdir()
 
