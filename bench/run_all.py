@@ -450,6 +450,9 @@ def write_report(info: dict, study_dir: Path, path: Path) -> Path:
         "## GPU",
         "",
         *included(DOCS / "BENCHMARKS_gpu.md"),
+        "## Labelling loop",
+        "",
+        *included(DOCS / "BENCHMARKS_labelling.md"),
     ]
     path.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {path}", flush=True)
