@@ -49,12 +49,12 @@ class ExportMapAlgorithm(CropMapperAlgorithm):
         params.add(self, QgsProcessingParameterRasterLayer(self.MAP, "Crop map"),
                    "A class map written by CropMapper (its colours and class names come from its style).")
         params.add(self, QgsProcessingParameterVectorLayer(
-            self.FIELDS, "Parcels to draw (optional)", [QgsProcessing.TypeVectorPolygon], optional=True),
+            self.FIELDS, "Parcels to draw", [QgsProcessing.TypeVectorPolygon], optional=True),
             "Drawn over the map with their current style.")
-        params.add(self, QgsProcessingParameterFile(self.MODEL, "Model (optional)", extension="cropmodel",
+        params.add(self, QgsProcessingParameterFile(self.MODEL, "Model", extension="cropmodel",
                                                     optional=True),
                    "Gives the class table and the dates of the time series it was trained on.")
-        params.add(self, QgsProcessingParameterFile(self.REPORT, "Accuracy report metrics.json (optional)",
+        params.add(self, QgsProcessingParameterFile(self.REPORT, "Accuracy report metrics.json",
                                                     extension="json", optional=True),
                    "The metrics.json of Evaluate or Map crops: accuracy summary and error-adjusted areas.")
         params.add(self, QgsProcessingParameterString(self.TITLE, "Title", defaultValue="Crop map"), "The map's title.")

@@ -58,14 +58,14 @@ class SuggestAlgorithm(CropMapperAlgorithm):
                    "A trained .cropmodel file.")
         params.add_series_parameters(self)
         params.add(self, QgsProcessingParameterFeatureSource(
-            self.PARCELS, "Candidate parcels (optional)", [QgsProcessing.TypeVectorPolygon], optional=True),
+            self.PARCELS, "Candidate parcels", [QgsProcessing.TypeVectorPolygon], optional=True),
             "Parcels without labels to choose from; without them, segments of the map are the candidates.")
         params.add(self, QgsProcessingParameterField(
-            self.UNLABELLED_FIELD, "Class field: only parcels where it is empty (optional)",
+            self.UNLABELLED_FIELD, "Class field: only parcels where it is empty",
             parentLayerParameterName=self.PARCELS, optional=True),
             "With a layer of partly labelled parcels: only the parcels whose class is empty are suggested.")
         params.add(self, QgsProcessingParameterFeatureSource(
-            self.EXCLUDE, "Fields already labelled (optional)", [QgsProcessing.TypeVectorPolygon], optional=True),
+            self.EXCLUDE, "Fields already labelled", [QgsProcessing.TypeVectorPolygon], optional=True),
             "Candidates more than half covered by these polygons are never suggested.")
         params.add(self, QgsProcessingParameterNumber(
             self.COUNT, "Number of fields", QgsProcessingParameterNumber.Integer, defaultValue=DEFAULT_COUNT,

@@ -22,11 +22,11 @@ def test_uncertainty_suggestions_and_export(dialog, tmp_path, wait_for):  # noqa
     assert dialog.last_result.status is Status.SUCCESS, dialog.last_result.message + dialog.last_result.details
     group = QgsProject.instance().layerTreeRoot().findGroup("run1")
     layers = {node.layer().name(): node.layer() for node in group.findLayers()}
-    assert isinstance(layers["Uncertainty"].renderer(), QgsSingleBandPseudoColorRenderer)
+    assert isinstance(layers["Uncertainty (run1)"].renderer(), QgsSingleBandPseudoColorRenderer)
     outcome = dialog.last_result.value
     # the 4 polygons of the Slovenia layer with an empty class are the candidates
     assert outcome.suggestions is not None and outcome.suggestions.candidates <= 4
-    assert isinstance(layers["Fields to label next"].renderer(), QgsGraduatedSymbolRenderer)
+    assert isinstance(layers["Fields to label next (run1)"].renderer(), QgsGraduatedSymbolRenderer)
     assert "Label these next" in dialog.results_view.toPlainText()
     assert "Class time series (NDVI)" in dialog.results_view.toPlainText()
     chart = tmp_path / "out" / "run1" / "report" / "class_profiles.svg"
