@@ -176,6 +176,16 @@ def open_series(series: SeriesInput):
     )  # what it noticed (products skipped or merged, ...) is in its warnings, which every step returns
 
 
+def within_fields(series: SeriesInput, labels: Optional[LabelInput]) -> SeriesInput:
+    """Sentinel-2 products are whole tiles: without a ``bbox`` only the extent of the fields is read from them."""
+    from .data.sentinel2 import is_product_path, vector_extent
+
+    if series.bbox is not None or labels is None or not any(is_product_path(p) for p in series.images):
+        return series
+    bbox, bbox_crs = vector_extent(labels.path, labels.layer)
+    return replace(series, bbox=bbox, bbox_crs=bbox_crs)
+
+
 def describe_series(series: SeriesInput) -> list[tuple[str, Optional[dt.date], list[str]]]:
     """For each image: its path, the acquisition date found (None if none), and its band names."""
     from .data.timeseries import describe_images
@@ -282,7 +292,7 @@ def train(
     check_training_options(options)
     _check_fractions(options)
     init = ModelBundle.load(init_model) if init_model else None
-    with open_series(series) as ts:
+    with open_series(within_fields(series, labels)) as ts:
         if init is not None:
             init.check_bands(ts.band_names)
             bands = list(init.band_names)
@@ -545,6 +555,7 @@ def map_crops(
     """
     if time_budget_minutes is not None:
         _check_time_budget(time_budget_minutes)
+    series = within_fields(series, labels)
     folder = Path(out_dir)
     existed = folder.exists()
     check_writable(folder / "crop_map.tif")

@@ -182,6 +182,11 @@ class MapCropsDialog(QDialog):
         mask_row.addWidget(self.mask_combo, 1)
         mask_row.addWidget(add_masks)
         form.addRow("Clouds", mask_row)
+        from ..engine.data.sentinel2 import DEFAULT_BANDS
+
+        self.s2_bands_edit = QLineEdit(", ".join(DEFAULT_BANDS))
+        self.s2_bands_edit.textChanged.connect(self.refresh_problems)
+        form.addRow("Sentinel-2 bands", self.s2_bands_edit)
         layout.addLayout(form)
         self._layout_changed()
         return tab
@@ -615,7 +620,14 @@ class MapCropsDialog(QDialog):
             stack_order=self.stack_order_combo.currentData(),
             bbox=bbox,
             bbox_crs=bbox_crs,
+            bands=self.s2_bands() if any(sentinel2_products.product_problems(p) is not None for p in images) else None,
         )
+
+    def s2_bands(self) -> list[str]:
+        """The bands read from Sentinel-2 products, in the engine's names (EngineError for an unknown one)."""
+        from ..engine.data.sentinel2 import parse_bands
+
+        return parse_bands([self.s2_bands_edit.text()])
 
     def label_input(self, export_dir: Optional[str] = None) -> Optional[pipeline.LabelInput]:
         layer, field = self.polygons(), self.class_field_combo.currentField()
@@ -661,6 +673,11 @@ class MapCropsDialog(QDialog):
         reference: Optional[QgsRasterLayer] = None
         if rows == 0:
             problems.append("Add the time series images (tab 1): project layers or files.")
+        if any(sentinel2_products.product_problems(p) is not None for p in self.series_paths()):
+            try:
+                self.s2_bands()
+            except EngineError as exc:
+                problems.append(str(exc))
         for r in range(rows):
             path = self.series_paths()[r]
             name = Path(path).name
@@ -1000,7 +1017,7 @@ class MapCropsDialog(QDialog):
             self.device_combo: params.DEVICE, self.tile_spin: params.TILE, self.overlap_spin: params.OVERLAP,
             self.batch_spin: params.PREDICT_BATCH, self.output_folder: "OUTPUT_FOLDER",
             self.existing_model: "EXISTING_MODEL", self.existing_radio: "EXISTING_MODEL",
-            self.series_table: params.SERIES,
+            self.series_table: params.SERIES, self.s2_bands_edit: params.S2_BANDS,
         }
         for widget, name in same_as_processing.items():
             widget.setToolTip(help_of.get(name, ""))

@@ -251,3 +251,20 @@ def test_cli_from_a_folder_of_zips_to_a_crop_map(products, shared_data, tmp_path
     err = capsys.readouterr().err
     assert "S2B_MSIL2A_20180920" in err and "damaged" in err
     assert not other.exists() and not list(tmp_path.glob(".other*"))
+
+
+def test_pipeline_reads_only_the_fields_extent_from_products(products, shared_data):
+    from engine import pipeline
+    from engine.data.sentinel2 import vector_extent
+
+    parcels = str(shared_data / "herault_s2_l2a" / "parcels" / "france_data_2018.shp")
+    labels = pipeline.LabelInput(path=parcels, class_field="EC_hcat_n")
+    series = pipeline.SeriesInput(images=[str(p) for p in products[:2]])
+    limited = pipeline.within_fields(series, labels)
+    assert (limited.bbox, limited.bbox_crs) == vector_extent(parcels) and series.bbox is None
+    with pipeline.open_series(limited) as ts:
+        assert ts.grid.width < 232 and ts.grid.height <= 353  # not the whole (cut) tile
+    given = pipeline.SeriesInput(images=series.images, bbox=(1.0, 2.0, 3.0, 4.0), bbox_crs="EPSG:32631")
+    assert pipeline.within_fields(given, labels) is given  # the user's area wins
+    plain = pipeline.SeriesInput(images=sorted(glob.glob(str(shared_data / "herault_s2_l2a" / "geotiff" / "*.tif"))))
+    assert pipeline.within_fields(plain, labels) is plain  # rasters a user prepared are read as they are

@@ -36,6 +36,16 @@ def test_a_folder_of_products_becomes_dated_rows_read_over_the_fields(qgis_iface
     with pipeline.open_series(series) as ts:
         assert ts.num_dates == 9 and ts.has_cloud_masks
         assert ts.grid.width < 232 and ts.grid.height <= 353  # the parcels' extent, not the whole cut tile
+        assert len(ts.band_names) == 10  # the default band set
+
+    # The user's band choice reaches the engine, in its names; an unknown band is a problem before Run.
+    dialog.s2_bands_edit.setText("b4, B8, b8a")
+    assert dialog.series_input().bands == ["B04", "B08", "B8A"]
+    assert not [p for p in dialog.check() if "band" in p.lower()]
+    with pipeline.open_series(dialog.series_input()) as ts:
+        assert list(ts.band_names) == ["B04", "B08", "B8A"]
+    dialog.s2_bands_edit.setText("B04, B99")
+    assert [p for p in dialog.check() if "B99" in p]
     dialog.close()
 
 
