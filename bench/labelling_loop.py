@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import glob
 import json
 import sys
 import time
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from study import Data, Schedule, make_scenes, positions_for, score  # noqa: E402
+from study import DATASETS, Data, Schedule, load_data, make_scenes, positions_for, score  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "herault_s2_l2a"
 START_FRACTION, PER_ROUND, ROUNDS = 0.10, 5, 4
@@ -39,28 +38,6 @@ SCHEDULE = Schedule(size="lite", crop=16, batch_size=8, epochs=2, steps_per_epoc
 
 def log(message: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
-
-
-def load_herault(folder: Path) -> Data:
-    from engine.data import band_statistics, normalise, rasterize_fields
-    from engine.pipeline import SeriesInput, open_series
-
-    images = sorted(glob.glob(str(folder / "geotiff" / "*.tif")))
-    scl = sorted(glob.glob(str(folder / "geotiff" / "scl" / "*_SCL.tif")))
-    with open_series(SeriesInput(images=images, scl=scl)) as ts:
-        w, h = ts.grid.width, ts.grid.height
-        x, valid = ts.read(0, 0, w, h)
-        mean, std = band_statistics(ts, seed=0)
-        fields = rasterize_fields(str(folder / "parcels" / "france_data_2018.shp"), ts.grid, "EC_hcat_n")
-        dates, bands, area = list(ts.dates), list(ts.band_names), ts.grid.pixel_area_m2
-    labels = np.zeros((h, w), np.int64)
-    field_ids = np.zeros((h, w), np.int32)
-    x0, y0, fw, fh = fields.window
-    labels[y0 : y0 + fh, x0 : x0 + fw] = fields.labels
-    field_ids[y0 : y0 + fh, x0 : x0 + fw] = fields.field_ids
-    return Data(x=x, valid=valid, xn=normalise(x, valid, mean, std), mean=mean, std=std, dates=dates,
-                band_names=bands, labels=labels, field_ids=field_ids, field_classes=dict(fields.field_classes),
-                classes=fields.classes, pixel_area=area, cloud_fraction=float(1.0 - valid.mean()))
 
 
 def train_and_map(data: Data, split, seed: int) -> np.ndarray:
@@ -252,7 +229,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.summarise:
         args.seeds = 0
-    data = load_herault(Path(args.data)) if args.seeds else None
+    data = load_data(DATASETS["herault"], Path(args.data), None) if args.seeds else None
     if data is not None:
         log(f"{len(data.dates)} dates, {data.labels.shape[1]}x{data.labels.shape[0]} px, {len(data.field_classes)} "
             f"fields, classes {data.classes.names}, invalid {data.cloud_fraction:.0%}")
