@@ -281,15 +281,10 @@ def _series_as_given(args) -> pipeline.SeriesInput:
 
 def _series(args) -> pipeline.SeriesInput:
     """The series; from Sentinel-2 products without --bbox, only the extent of the polygons given is read."""
-    from .data.sentinel2 import is_product_path, vector_extent
-
-    series = _series_as_given(args)
     polygons = getattr(args, "labels", None) or getattr(args, "fields", None) or getattr(args, "extent", None)
-    if series.bbox is None and polygons and any(is_product_path(p) for p in series.images):
-        layer = (getattr(args, "layer", None) if getattr(args, "labels", None)
-                 else getattr(args, "fields_layer", None) if getattr(args, "fields", None) else None)
-        series.bbox, series.bbox_crs = vector_extent(polygons, layer)
-    return series
+    layer = (getattr(args, "layer", None) if getattr(args, "labels", None)
+             else getattr(args, "fields_layer", None) if getattr(args, "fields", None) else None)
+    return pipeline.within_fields(_series_as_given(args), polygons, layer)
 
 
 def _labels(args) -> pipeline.LabelInput:

@@ -176,13 +176,14 @@ def open_series(series: SeriesInput):
     )  # what it noticed (products skipped or merged, ...) is in its warnings, which every step returns
 
 
-def within_fields(series: SeriesInput, labels: Optional[LabelInput]) -> SeriesInput:
-    """Sentinel-2 products are whole tiles: without a ``bbox`` only the extent of the fields is read from them."""
+def within_fields(series: SeriesInput, polygons: Optional[str], layer: Optional[str] = None) -> SeriesInput:
+    """Sentinel-2 products are whole tiles: without a ``bbox`` only the extent of the ``polygons`` (layer ``layer``)
+    is read from them."""
     from .data.sentinel2 import is_product_path, vector_extent
 
-    if series.bbox is not None or labels is None or not any(is_product_path(p) for p in series.images):
+    if series.bbox is not None or not polygons or not any(is_product_path(p) for p in series.images):
         return series
-    bbox, bbox_crs = vector_extent(labels.path, labels.layer)
+    bbox, bbox_crs = vector_extent(polygons, layer)
     return replace(series, bbox=bbox, bbox_crs=bbox_crs)
 
 
@@ -292,7 +293,7 @@ def train(
     check_training_options(options)
     _check_fractions(options)
     init = ModelBundle.load(init_model) if init_model else None
-    with open_series(within_fields(series, labels)) as ts:
+    with open_series(within_fields(series, labels.path, labels.layer)) as ts:
         if init is not None:
             init.check_bands(ts.band_names)
             bands = list(init.band_names)
@@ -555,7 +556,7 @@ def map_crops(
     """
     if time_budget_minutes is not None:
         _check_time_budget(time_budget_minutes)
-    series = within_fields(series, labels)
+    series = within_fields(series, labels.path, labels.layer)
     folder = Path(out_dir)
     existed = folder.exists()
     check_writable(folder / "crop_map.tif")

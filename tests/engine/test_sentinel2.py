@@ -258,13 +258,12 @@ def test_pipeline_reads_only_the_fields_extent_from_products(products, shared_da
     from engine.data.sentinel2 import vector_extent
 
     parcels = str(shared_data / "herault_s2_l2a" / "parcels" / "france_data_2018.shp")
-    labels = pipeline.LabelInput(path=parcels, class_field="EC_hcat_n")
     series = pipeline.SeriesInput(images=[str(p) for p in products[:2]])
-    limited = pipeline.within_fields(series, labels)
+    limited = pipeline.within_fields(series, parcels)
     assert (limited.bbox, limited.bbox_crs) == vector_extent(parcels) and series.bbox is None
     with pipeline.open_series(limited) as ts:
         assert ts.grid.width < 232 and ts.grid.height <= 353  # not the whole (cut) tile
     given = pipeline.SeriesInput(images=series.images, bbox=(1.0, 2.0, 3.0, 4.0), bbox_crs="EPSG:32631")
-    assert pipeline.within_fields(given, labels) is given  # the user's area wins
+    assert pipeline.within_fields(given, parcels) is given  # the user's area wins
     plain = pipeline.SeriesInput(images=sorted(glob.glob(str(shared_data / "herault_s2_l2a" / "geotiff" / "*.tif"))))
-    assert pipeline.within_fields(plain, labels) is plain  # rasters a user prepared are read as they are
+    assert pipeline.within_fields(plain, parcels) is plain  # rasters a user prepared are read as they are
